@@ -13,16 +13,26 @@
 
 mod aggregate;
 mod bandit;
+mod decide;
 mod event;
 mod feedback;
 mod flags;
+mod gate;
 mod model;
+mod request;
 mod rewrite;
 mod snapshot;
+mod sync;
 mod token;
 mod validate;
 
+pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason};
+pub use gate::{GateAction, GateVerdict, gate};
+pub use request::{
+    PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id, new_unit_id, pseudonymise,
+    referrer_class,
+};
 pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,

@@ -350,7 +350,7 @@ impl Snapshot {
             Ok(s) => s,
             Err(e) => {
                 issues.push("", format!("does not match the snapshot format: {e}"));
-                return issues.finish(unreachable_snapshot());
+                return Err(Invalid(issues.into_vec()));
             }
         };
         if snapshot.schema != SNAPSHOT_SCHEMA {
@@ -404,23 +404,6 @@ impl Snapshot {
 
     pub fn experiment(&self, key: &str) -> Option<&Experiment> {
         self.experiments.iter().find(|e| e.key == key)
-    }
-}
-
-/// Only reached when an issue was pushed, so the value is discarded by `finish`.
-fn unreachable_snapshot() -> Snapshot {
-    Snapshot {
-        schema: 0,
-        version: String::new(),
-        kill_switch: false,
-        flags: empty_flags(),
-        flag_effects: Vec::new(),
-        experiments: Vec::new(),
-        fraud: FraudPolicy::default(),
-        feedback: FeedbackPolicy::default(),
-        privacy: PrivacyPolicy::default(),
-        models: Vec::new(),
-        flag_set: FlagSet::default(),
     }
 }
 

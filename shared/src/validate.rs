@@ -61,6 +61,10 @@ impl Issues {
         self.0.is_empty()
     }
 
+    pub fn into_vec(self) -> Vec<Issue> {
+        self.0
+    }
+
     /// `Ok(value)` when nothing was found, else every issue.
     pub fn finish<T>(self, value: T) -> Result<T, Invalid> {
         if self.0.is_empty() {
