@@ -22,7 +22,7 @@ mod snapshot;
 mod token;
 mod validate;
 
-pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason};
+pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
 pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
