@@ -100,7 +100,7 @@ impl FlagSet {
         self.keys.iter().any(|k| k == key)
     }
 
-    /// Flag keys in document order.
+    /// Flag keys in the order `serde_json` keeps them: sorted, or document order with `preserve_order`.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(String::as_str)
     }
