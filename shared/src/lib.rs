@@ -27,7 +27,7 @@ mod token;
 mod validate;
 
 pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
-pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason};
+pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
 pub use gate::{GateAction, GateVerdict, gate};
 pub use request::{
     PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id, new_unit_id, pseudonymise,
