@@ -22,10 +22,18 @@ mod snapshot;
 mod token;
 mod validate;
 
+pub use aggregate::{
+    ApplyReport, DEDUPE_HORIZON_SECONDS, ExperimentPosterior, MAX_APPLIED, PosteriorSnapshot,
+    apply_events,
+};
+pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
+pub use event::{ConsentState, Event, EventKind, contains_ip_address};
+pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason};
 pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
     SNAPSHOT_SCHEMA, Snapshot,
 };
+pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use validate::{Invalid, Issue};
