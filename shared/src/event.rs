@@ -313,25 +313,25 @@ mod tests {
 
     #[test]
     fn ip_addresses_are_refused_anywhere() {
-        let cases: Vec<Box<dyn Fn(&mut Event)>> = vec![
-            Box::new(|e| e.unit = "203.0.113.9".to_owned()),
-            Box::new(|e| e.unit = "2001:db8::1".to_owned()),
-            Box::new(|e| e.policy_version = "from 10.0.0.1.".to_owned()),
-            Box::new(|e| {
+        let cases: Vec<fn(&mut Event)> = vec![
+            |e: &mut Event| e.unit = "203.0.113.9".to_owned(),
+            |e: &mut Event| e.unit = "2001:db8::1".to_owned(),
+            |e: &mut Event| e.policy_version = "from 10.0.0.1.".to_owned(),
+            |e: &mut Event| {
                 e.context
                     .insert("client".to_owned(), json!("::ffff:192.0.2.1"));
-            }),
-            Box::new(|e| {
+            },
+            |e: &mut Event| {
                 e.context
                     .insert("nested".to_owned(), json!({"a": ["fe80::1%eth0"]}));
-            }),
-            Box::new(|e| {
+            },
+            |e: &mut Event| {
                 e.context.insert("198.51.100.7".to_owned(), json!(1));
-            }),
-            Box::new(|e| {
+            },
+            |e: &mut Event| {
                 e.model_versions
                     .insert("m".to_owned(), "host=192.168.1.20".to_owned());
-            }),
+            },
         ];
         for (i, case) in cases.iter().enumerate() {
             let mut e = Event::exposure(&decision(), ConsentState::Granted);
