@@ -1,10 +1,11 @@
 //! Decision token cost: verifying a beacon's token (the per-beacon hot path) and signing one
-//! (once per decision).
+//! (once per decision). Also the Thompson Monte-Carlo estimate, to show why the aggregator
+//! precomputes it instead of every request.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use stellwerk_core::DecisionToken;
+use stellwerk_core::{Arm, ArmStats, DecisionToken, Policy, arm_probabilities};
 
 const KEY: &[u8] = b"bench-key-0123456789abcdef0123456789abcdef";
 const NOW: u64 = 1_700_000_000;
@@ -34,5 +35,33 @@ fn bench(c: &mut Criterion) {
     c.bench_function("token_sign", |b| b.iter(|| black_box(&t).sign(KEY)));
 }
 
-criterion_group!(benches, bench);
+fn thompson(c: &mut Criterion) {
+    let arms: Vec<Arm> = ["a", "b", "c"]
+        .iter()
+        .map(|k| Arm {
+            key: (*k).to_owned(),
+            weight: 1.0,
+            mutations: Vec::new(),
+        })
+        .collect();
+    let stats = [
+        ArmStats {
+            exposures: 1200,
+            rewards: 60.0,
+        },
+        ArmStats {
+            exposures: 1100,
+            rewards: 66.0,
+        },
+        ArmStats {
+            exposures: 900,
+            rewards: 50.0,
+        },
+    ];
+    c.bench_function("thompson_probabilities_3_arms", |b| {
+        b.iter(|| arm_probabilities(&Policy::Thompson, black_box(&arms), black_box(&stats)))
+    });
+}
+
+criterion_group!(benches, bench, thompson);
 criterion_main!(benches);

@@ -32,7 +32,7 @@ pub const MAX_APPLIED: usize = 100_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PosteriorSnapshot {
-    /// Bumped by every batch that changed a count.
+    /// Bumped by every batch that changed the document.
     pub version: u64,
     /// Unix seconds of the last change.
     pub updated_at: u64,
@@ -149,32 +149,57 @@ pub fn apply_events(
             Outcome::Quarantined => report.quarantined += 1,
         }
     }
-    let changed = report.applied + report.quarantined > 0;
+    let counted = report.applied + report.quarantined > 0;
     let forgot = forget(posteriors, since);
-    if changed {
-        for experiment in &snapshot.experiments {
-            if experiment.policy != Policy::Thompson {
-                continue;
-            }
-            let stats = posteriors.arm_stats(snapshot, &experiment.key);
-            let probabilities = arm_probabilities(&experiment.policy, &experiment.arms, &stats);
-            let entry = posteriors
-                .experiments
-                .entry(experiment.key.clone())
-                .or_default();
-            entry.probabilities = experiment
-                .arms
-                .iter()
-                .map(|a| a.key.clone())
-                .zip(probabilities)
-                .collect();
-        }
-    }
-    if changed || forgot {
+    let republished = publish_probabilities(posteriors, snapshot);
+    if counted || forgot || republished {
         posteriors.version = posteriors.version.saturating_add(1);
         posteriors.updated_at = now;
     }
     report
+}
+
+/// Recomputes P(best) for every Thompson experiment of the snapshot (deterministic, so an
+/// unchanged posterior gives identical numbers) and drops it elsewhere, so the edge never reads
+/// probabilities that no longer match the policy. True when anything changed.
+fn publish_probabilities(posteriors: &mut PosteriorSnapshot, snapshot: &Snapshot) -> bool {
+    let mut changed = false;
+    for experiment in &snapshot.experiments {
+        let probabilities: BTreeMap<String, f64> = if experiment.policy == Policy::Thompson {
+            let stats = posteriors.arm_stats(snapshot, &experiment.key);
+            experiment
+                .arms
+                .iter()
+                .map(|a| a.key.clone())
+                .zip(arm_probabilities(
+                    &experiment.policy,
+                    &experiment.arms,
+                    &stats,
+                ))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        match posteriors.experiments.get_mut(&experiment.key) {
+            Some(entry) if entry.probabilities != probabilities => {
+                entry.probabilities = probabilities;
+                changed = true;
+            }
+            Some(_) => {}
+            None if !probabilities.is_empty() => {
+                posteriors.experiments.insert(
+                    experiment.key.clone(),
+                    ExperimentPosterior {
+                        probabilities,
+                        ..ExperimentPosterior::default()
+                    },
+                );
+                changed = true;
+            }
+            None => {}
+        }
+    }
+    changed
 }
 
 enum Outcome {
@@ -467,6 +492,25 @@ mod tests {
         );
         assert_eq!(report.ignored, 1);
         assert_eq!(stats(&p, "hero", "a").exposures, 2);
+    }
+
+    #[test]
+    fn probabilities_follow_the_snapshot_policy_without_new_events() {
+        let mut p = PosteriorSnapshot::default();
+        apply_events(&mut p, &[exposure("d1", "cta", "x", NOW)], &snapshot(), NOW);
+        assert!(p.experiments["cta"].probabilities.is_empty());
+        let version = p.version;
+        let mut switched = snapshot();
+        switched.experiments[1].policy = Policy::Thompson;
+        let report = apply_events(&mut p, &[], &switched, NOW);
+        assert_eq!(report, ApplyReport::default());
+        assert_eq!(p.experiments["cta"].probabilities.len(), 2);
+        assert_eq!(p.version, version + 1);
+        // Nothing new: same numbers, same version.
+        apply_events(&mut p, &[], &switched, NOW);
+        assert_eq!(p.version, version + 1);
+        apply_events(&mut p, &[], &snapshot(), NOW);
+        assert!(p.experiments["cta"].probabilities.is_empty());
     }
 
     #[test]

@@ -216,6 +216,11 @@ pub fn accept_feedback(
         unit: decision.unit,
         destinations: destinations.clone(),
     };
+    // The token came from our own edge, but an event the aggregator would refuse must not
+    // reach the queue (an over-long decision id, an address in the unit).
+    event
+        .validate()
+        .map_err(|e| FeedbackRejection::new(422, "invalid_event", e.to_string()))?;
     Ok(AcceptedFeedback {
         event,
         dedupe_key,
@@ -575,6 +580,25 @@ mod tests {
             ConsentState::Denied,
         );
         assert_eq!(code(denied), (403, "consent_denied"));
+    }
+
+    #[test]
+    fn an_event_the_aggregator_would_refuse_never_leaves() {
+        let t = DecisionToken {
+            decision_id: "dec-9".to_owned(),
+            experiment: "hero".to_owned(),
+            arm: "a".to_owned(),
+            propensity: 0.5,
+            policy_version: "v1".to_owned(),
+            issued_at: NOW,
+            unit: "192.0.2.44".to_owned(),
+        }
+        .sign(KEY);
+        let got = accept(
+            &body(serde_json::json!({"token": t, "type": "click"})),
+            &FeedbackPolicy::default(),
+        );
+        assert_eq!(code(got), (422, "invalid_event"));
     }
 
     #[test]
