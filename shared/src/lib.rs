@@ -26,6 +26,13 @@ mod sync;
 mod token;
 mod validate;
 
+pub use aggregate::{
+    ApplyReport, DEDUPE_HORIZON_SECONDS, ExperimentPosterior, MAX_APPLIED, PosteriorSnapshot,
+    apply_events,
+};
+pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
+pub use event::{ConsentState, Event, EventKind, contains_ip_address};
+pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
 pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
 pub use gate::{GateAction, GateVerdict, gate};
@@ -38,4 +45,5 @@ pub use snapshot::{
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
     SNAPSHOT_SCHEMA, Snapshot,
 };
+pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use validate::{Invalid, Issue};
