@@ -23,6 +23,10 @@ mod token;
 mod validate;
 
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason};
+pub use rewrite::{
+    MAX_REWRITER_MEMORY, PageInjection, PageRewriter, RewriteError, RewriteSummary, charset_of,
+    csp_nonce, is_html,
+};
 pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
