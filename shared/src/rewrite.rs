@@ -87,7 +87,10 @@ impl fmt::Display for RewriteError {
                 write!(f, "decisions are not valid JSON: {reason}")
             }
             RewriteError::UnsupportedCharset(label) => {
-                write!(f, "charset {label:?} is not ASCII-compatible and cannot be rewritten")
+                write!(
+                    f,
+                    "charset {label:?} is not ASCII-compatible and cannot be rewritten"
+                )
             }
             RewriteError::MemoryLimit(reason) => write!(f, "memory limit exceeded: {reason}"),
             RewriteError::Handler(reason) => write!(f, "mutation failed: {reason}"),
@@ -263,12 +266,11 @@ impl<O: FnMut(&[u8])> PageRewriter<O> {
                         mutation: index,
                         reason: format!("invalid CSS selector: {e}"),
                     })?;
-            let edit = Edit::from_mutation(mutation).map_err(|reason| {
-                RewriteError::InvalidAttribute {
+            let edit =
+                Edit::from_mutation(mutation).map_err(|reason| RewriteError::InvalidAttribute {
                     mutation: index,
                     reason,
-                }
-            })?;
+                })?;
             let matches = Rc::clone(&rewriter.matches);
             let handler = move |el: &mut Element<'_, '_>| -> HandlerResult {
                 if let Some(count) = matches.get(index) {
@@ -605,4 +607,725 @@ fn without_classes(existing: Option<String>, classes: &[String]) -> Option<Strin
         .filter(|token| !classes.iter().any(|name| name == token))
         .collect();
     (kept.len() != existing.split_ascii_whitespace().count()).then(|| kept.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mutation(selector: &str, action: MutationAction, value: &str) -> Mutation {
+        Mutation {
+            selector: selector.to_owned(),
+            action,
+            value: value.to_owned(),
+            attribute: None,
+        }
+    }
+
+    fn attribute(selector: &str, action: MutationAction, name: &str, value: &str) -> Mutation {
+        Mutation {
+            attribute: Some(name.to_owned()),
+            ..mutation(selector, action, value)
+        }
+    }
+
+    /// Runs `input` through a rewriter in chunks of `chunk` bytes.
+    fn run(
+        mutations: &[Mutation],
+        injection: Option<&PageInjection>,
+        content_type: &str,
+        input: &[u8],
+        chunk: usize,
+    ) -> (Vec<u8>, RewriteSummary) {
+        let mut out = Vec::new();
+        let mut rewriter = PageRewriter::new(mutations, injection, Some(content_type), |c| {
+            out.extend_from_slice(c)
+        })
+        .expect("valid rewrite");
+        for piece in input.chunks(chunk.max(1)) {
+            rewriter.write(piece).expect("write");
+        }
+        let summary = rewriter.end().expect("end");
+        (out, summary)
+    }
+
+    fn html(mutations: &[Mutation], input: &str) -> String {
+        let (out, _) = run(
+            mutations,
+            None,
+            "text/html; charset=utf-8",
+            input.as_bytes(),
+            7,
+        );
+        String::from_utf8(out).expect("utf-8 output")
+    }
+
+    use MutationAction::*;
+
+    #[test]
+    fn set_text_replaces_content_with_escaped_text() {
+        let out = html(
+            &[mutation("#t", SetText, "a < b & \"c\"")],
+            r#"<h1 id="t">Old <b>bold</b> title</h1><p>keep</p>"#,
+        );
+        assert_eq!(out, r#"<h1 id="t">a &lt; b &amp; "c"</h1><p>keep</p>"#);
+    }
+
+    #[test]
+    fn set_text_applies_to_every_match_and_counts_them() {
+        let input = "<ul><li>a</li><li class=x>b</li><li>c</li></ul>";
+        let (out, summary) = run(
+            &[mutation("li", SetText, "z"), mutation("#none", Remove, "")],
+            None,
+            "text/html",
+            input.as_bytes(),
+            3,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<ul><li>z</li><li class=x>z</li><li>z</li></ul>"
+        );
+        assert_eq!(summary.matches, vec![3, 0]);
+    }
+
+    #[test]
+    fn content_actions_leave_void_elements_alone() {
+        let input = r#"<img id="t" src="a.png"><br id="u"/>"#;
+        for action in [SetText, SetHtml, Append, Prepend] {
+            let out = html(&[mutation("#t, #u", action, "<i>x</i>")], input);
+            assert_eq!(out, input, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn set_html_replaces_inner_markup() {
+        let out = html(
+            &[mutation("div.card", SetHtml, "<em>new</em> &amp; improved")],
+            r#"<div class="card"><p>old</p></div>"#,
+        );
+        assert_eq!(
+            out,
+            r#"<div class="card"><em>new</em> &amp; improved</div>"#
+        );
+    }
+
+    #[test]
+    fn set_attr_adds_or_replaces_and_escapes_the_literal_value() {
+        let out = html(
+            &[
+                attribute("a.cta", SetAttr, "href", "/shop?src=hero-b&copy=1"),
+                attribute("a.cta", SetAttr, "title", r#"say "hi""#),
+            ],
+            r#"<a class="cta" href='/old' data-x=1>Go</a>"#,
+        );
+        assert_eq!(
+            out,
+            r#"<a class="cta" href="/shop?src=hero-b&amp;copy=1" data-x=1 title="say &quot;hi&quot;">Go</a>"#
+        );
+    }
+
+    #[test]
+    fn remove_attr_drops_only_that_attribute() {
+        let out = html(
+            &[attribute("input", RemoveAttr, "disabled", "")],
+            r#"<input type="text" disabled value='a "b"'><input>"#,
+        );
+        assert_eq!(out, r#"<input type="text" value='a "b"'><input>"#);
+    }
+
+    #[test]
+    fn add_class_keeps_existing_classes_and_never_duplicates() {
+        let hero = mutation("#hero", AddClass, "hero--highlight");
+        assert_eq!(
+            html(
+                std::slice::from_ref(&hero),
+                r#"<section id="hero" class="hero">x</section>"#
+            ),
+            r#"<section id="hero" class="hero hero--highlight">x</section>"#
+        );
+        // Already there: the tag stays byte-identical, single quotes and all.
+        let present = r#"<section id=hero class='hero--highlight  hero'>x</section>"#;
+        assert_eq!(html(std::slice::from_ref(&hero), present), present);
+        assert_eq!(
+            html(std::slice::from_ref(&hero), "<section id=hero>x</section>"),
+            r#"<section id=hero class="hero--highlight">x</section>"#
+        );
+    }
+
+    #[test]
+    fn add_class_reaches_nested_matches() {
+        let out = html(
+            &[mutation("div", AddClass, "seen")],
+            r#"<div class="a"><div><div class="seen b"></div></div></div>"#,
+        );
+        assert_eq!(
+            out,
+            r#"<div class="a seen"><div class="seen"><div class="seen b"></div></div></div>"#
+        );
+    }
+
+    #[test]
+    fn remove_class_keeps_the_other_classes() {
+        let remove = [mutation("p", RemoveClass, "old")];
+        assert_eq!(
+            html(
+                &remove,
+                r#"<p class="a old  b old">x</p><p class="c">y</p><p>z</p>"#
+            ),
+            r#"<p class="a b">x</p><p class="c">y</p><p>z</p>"#
+        );
+    }
+
+    #[test]
+    fn insertions_go_around_and_inside_the_element() {
+        let out = html(
+            &[
+                mutation("#t", InsertBefore, "<hr>"),
+                mutation("#t", InsertAfter, "<p>after</p>"),
+                mutation("#t", Prepend, "<b>first</b>"),
+                mutation("#t", Append, "<b>last</b>"),
+            ],
+            r#"<div><span id="t">mid</span></div>"#,
+        );
+        assert_eq!(
+            out,
+            r#"<div><hr><span id="t"><b>first</b>mid<b>last</b></span><p>after</p></div>"#
+        );
+    }
+
+    #[test]
+    fn insert_around_a_void_element() {
+        let out = html(
+            &[
+                mutation("img", InsertBefore, "<figure>"),
+                mutation("img", InsertAfter, "</figure>"),
+            ],
+            r#"<img src="a.png" alt="a &quot;b&quot;">"#,
+        );
+        assert_eq!(
+            out,
+            r#"<figure><img src="a.png" alt="a &quot;b&quot;"></figure>"#
+        );
+    }
+
+    #[test]
+    fn remove_takes_the_element_and_its_content() {
+        let out = html(
+            &[mutation(".promo", Remove, "")],
+            r#"<main><div class="promo"><p>sale <b>now</b></p></div><p>stay</p><br class="promo"></main>"#,
+        );
+        assert_eq!(out, "<main><p>stay</p></main>");
+    }
+
+    #[test]
+    fn hide_keeps_the_existing_style() {
+        let hide = [mutation(".b", Hide, "")];
+        assert_eq!(
+            html(&hide, r#"<div class="b" style="color: red">x</div>"#),
+            r#"<div class="b" style="color: red;display:none !important">x</div>"#
+        );
+        assert_eq!(
+            html(&hide, r#"<div class="b" style='margin:0; '>x</div>"#),
+            r#"<div class="b" style="margin:0;display:none !important">x</div>"#
+        );
+        assert_eq!(
+            html(&hide, r#"<div class=b>x</div>"#),
+            r#"<div class=b style="display:none !important">x</div>"#
+        );
+    }
+
+    #[test]
+    fn mutations_on_one_element_apply_in_order() {
+        let out = html(
+            &[
+                mutation("#hero a.cta", SetText, "Find your gear"),
+                mutation("#hero", AddClass, "hero--highlight"),
+                attribute("#hero a.cta", SetAttr, "href", "/shop?src=hero-b"),
+                mutation("#hero a.cta", SetText, "Shop now"),
+            ],
+            r#"<section id="hero" class="hero"><a class="cta" href="/shop">Browse</a></section>"#,
+        );
+        assert_eq!(
+            out,
+            r#"<section id="hero" class="hero hero--highlight"><a class="cta" href="/shop?src=hero-b">Shop now</a></section>"#
+        );
+    }
+
+    #[test]
+    fn windows_1252_page_is_rewritten_without_mojibake() {
+        // "café" and "Grüße" in windows-1252 are single bytes per letter.
+        let input = b"<p class=\"caf\xe9\">Caf\xe9 cr\xe8me</p><h1>x</h1>";
+        let (out, _) = run(
+            &[
+                mutation("h1", SetText, "Grüße → Zürich"),
+                mutation("p", AddClass, "neu"),
+            ],
+            None,
+            "text/html; charset=windows-1252",
+            input,
+            5,
+        );
+        assert_eq!(
+            out,
+            b"<p class=\"caf\xe9 neu\">Caf\xe9 cr\xe8me</p><h1>Gr\xfc\xdfe &#8594; Z\xfcrich</h1>"
+        );
+    }
+
+    #[test]
+    fn meta_charset_is_honoured_when_the_header_has_none() {
+        let input = b"<meta charset=\"iso-8859-1\"><h1>x</h1>";
+        let (out, _) = run(&[mutation("h1", SetText, "é")], None, "text/html", input, 4);
+        assert_eq!(out, b"<meta charset=\"iso-8859-1\"><h1>\xe9</h1>");
+        // The header wins over the meta tag.
+        let (out, _) = run(
+            &[mutation("h1", SetText, "é")],
+            None,
+            "text/html;charset=utf-8",
+            input,
+            4,
+        );
+        assert_eq!(out, "<meta charset=\"iso-8859-1\"><h1>é</h1>".as_bytes());
+    }
+
+    #[test]
+    fn charsets_that_are_not_ascii_compatible_are_refused() {
+        for charset in ["utf-16", "UTF-16BE", "iso-2022-jp"] {
+            let result = PageRewriter::new(
+                &[mutation("h1", Remove, "")],
+                None,
+                Some(&format!("text/html; charset={charset}")),
+                |_: &[u8]| {},
+            );
+            assert!(
+                matches!(result, Err(RewriteError::UnsupportedCharset(ref l)) if l == charset),
+                "{charset}"
+            );
+        }
+        // An unknown label is ignored, as browsers do: UTF-8.
+        let (out, _) = run(
+            &[mutation("h1", SetText, "é")],
+            None,
+            "text/html; charset=klingon",
+            b"<h1>x</h1>",
+            64,
+        );
+        assert_eq!(out, "<h1>é</h1>".as_bytes());
+    }
+
+    #[test]
+    fn other_content_types_pass_through_untouched() {
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><title id="t">x</title></svg>"#;
+        let injection = PageInjection {
+            beacon_src: "/b.js".to_owned(),
+            decisions_json: "{}".to_owned(),
+            nonce: None,
+        };
+        for content_type in [
+            "image/svg+xml",
+            "application/json",
+            "text/css",
+            "text/plain",
+        ] {
+            let mut out = Vec::new();
+            let mut rewriter = PageRewriter::new(
+                &[mutation("#t", SetText, "y")],
+                Some(&injection),
+                Some(content_type),
+                |c| out.extend_from_slice(c),
+            )
+            .unwrap();
+            assert!(!rewriter.is_rewriting());
+            rewriter.write(svg).unwrap();
+            let summary = rewriter.end().unwrap();
+            assert!(!summary.injected);
+            assert_eq!(summary.matches, vec![0]);
+            assert_eq!(out, svg);
+        }
+    }
+
+    #[test]
+    fn invalid_selector_and_attribute_are_refused_with_their_index() {
+        let bad_selector = [mutation("h1", Remove, ""), mutation("div[", Remove, "")];
+        match PageRewriter::new(&bad_selector, None, Some("text/html"), |_: &[u8]| {}) {
+            Err(RewriteError::InvalidSelector { mutation, reason }) => {
+                assert_eq!(mutation, 1);
+                assert!(reason.starts_with("invalid CSS selector"), "{reason}");
+            }
+            other => panic!("unexpected {:?}", other.map(|_| ())),
+        }
+        for name in ["", "a b", "on\"x", "x=y", "dåta"] {
+            let bad = [attribute("h1", SetAttr, name, "v")];
+            let result = PageRewriter::new(&bad, None, Some("text/html"), |_: &[u8]| {});
+            assert!(
+                matches!(
+                    result,
+                    Err(RewriteError::InvalidAttribute { mutation: 0, .. })
+                ),
+                "{name:?}"
+            );
+        }
+    }
+
+    fn injection(nonce: Option<&str>) -> PageInjection {
+        PageInjection {
+            beacon_src: "/_stellwerk/beacon.js?v=1&x=2".to_owned(),
+            decisions_json: r#"{"t":["tok1"]}"#.to_owned(),
+            nonce: nonce.map(str::to_owned),
+        }
+    }
+
+    fn inject(input: &str, injection: &PageInjection) -> (String, RewriteSummary) {
+        let (out, summary) = run(&[], Some(injection), "text/html", input.as_bytes(), 5);
+        (String::from_utf8(out).unwrap(), summary)
+    }
+
+    const SNIPPET: &str = r#"<script>window.__stellwerk={"t":["tok1"]};</script><script src="/_stellwerk/beacon.js?v=1&amp;x=2" defer></script>"#;
+
+    #[test]
+    fn injection_goes_before_the_end_of_head() {
+        let (out, summary) = inject(
+            "<html><head><title>x</title></head><body><head></head></body></html>",
+            &injection(None),
+        );
+        assert_eq!(
+            out,
+            format!(
+                "<html><head><title>x</title>{SNIPPET}</head><body><head></head></body></html>"
+            )
+        );
+        assert!(summary.injected);
+    }
+
+    #[test]
+    fn injection_carries_the_nonce_on_both_scripts() {
+        let (out, _) = inject("<head></head>", &injection(Some("r4nd\"om")));
+        assert_eq!(
+            out,
+            r#"<head><script nonce="r4nd&quot;om">window.__stellwerk={"t":["tok1"]};</script><script src="/_stellwerk/beacon.js?v=1&amp;x=2" defer nonce="r4nd&quot;om"></script></head>"#
+        );
+    }
+
+    #[test]
+    fn injection_without_head_end_goes_before_body_then_at_the_end() {
+        let (out, _) = inject("<head><title>x</title><body>hi</body>", &injection(None));
+        assert_eq!(
+            out,
+            format!("<head><title>x</title>{SNIPPET}<body>hi</body>")
+        );
+        let (out, _) = inject("<!doctype html><p>bare</p>", &injection(None));
+        assert_eq!(out, format!("<!doctype html><p>bare</p>{SNIPPET}"));
+    }
+
+    #[test]
+    fn injected_json_cannot_close_the_script() {
+        let decisions = "{\"arm\":\"</script><script>alert(1)</script>\",\"s\":\"\u{2028}é&\"}";
+        let injection = PageInjection {
+            decisions_json: decisions.to_owned(),
+            ..injection(None)
+        };
+        let (out, _) = inject("<head></head>", &injection);
+        let json = out
+            .strip_prefix("<head><script>window.__stellwerk=")
+            .and_then(|rest| rest.split_once(";</script>"))
+            .map(|(json, _)| json)
+            .expect("inline script");
+        assert!(json.is_ascii());
+        assert!(!json.contains(['<', '>', '&']));
+        let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
+        let original: serde_json::Value = serde_json::from_str(decisions).unwrap();
+        assert_eq!(parsed, original);
+    }
+
+    #[test]
+    fn injection_is_ascii_in_a_legacy_charset() {
+        let injection = PageInjection {
+            beacon_src: "/b.js?q=ü".to_owned(),
+            decisions_json: "[\"ü😀\"]".to_owned(),
+            nonce: None,
+        };
+        let (out, _) = run(
+            &[],
+            Some(&injection),
+            "text/html; charset=windows-1252",
+            b"<head></head>",
+            3,
+        );
+        assert_eq!(
+            out,
+            br#"<head><script>window.__stellwerk=["\u00fc\ud83d\ude00"];</script><script src="/b.js?q=&#xfc;" defer></script></head>"#
+        );
+    }
+
+    #[test]
+    fn invalid_decisions_json_is_refused() {
+        let injection = PageInjection {
+            decisions_json: "{\"a\":1} </script>".to_owned(),
+            ..injection(None)
+        };
+        let result = PageRewriter::new(&[], Some(&injection), Some("text/html"), |_: &[u8]| {});
+        assert!(matches!(result, Err(RewriteError::InvalidDecisions(_))));
+    }
+
+    #[test]
+    fn memory_limit_bails_out_and_passes_the_rest_through() {
+        let mut input = b"<p id=t>old</p><div data-blob=\"".to_vec();
+        input.resize(input.len() + MAX_REWRITER_MEMORY + 1024, b'A');
+        input.extend_from_slice(b"\"><p id=t>later</p></div>");
+        let (out, summary) = run(
+            &[mutation("#t", SetText, "new")],
+            None,
+            "text/html",
+            &input,
+            64 << 10,
+        );
+        assert!(matches!(
+            summary.bail_out,
+            Some(RewriteError::MemoryLimit(_))
+        ));
+        let expected = [b"<p id=t>new</p>".as_slice(), &input[15..]].concat();
+        assert_eq!(out.len(), expected.len());
+        assert!(
+            out == expected,
+            "output differs from the input past the bail-out"
+        );
+        assert_eq!(summary.matches, vec![1]);
+    }
+
+    #[test]
+    fn check_selector_reports_lol_html_reason() {
+        assert_eq!(check_selector("#hero h1, a.cta[href^='/shop']"), Ok(()));
+        let err = check_selector("div >").unwrap_err();
+        assert!(err.starts_with("invalid CSS selector: "), "{err}");
+        assert!(err.len() > "invalid CSS selector: ".len());
+        assert!(check_selector("").is_err());
+        assert!(check_selector("a:hover").is_err());
+    }
+
+    #[test]
+    fn is_html_only_for_text_html() {
+        assert!(is_html(Some("text/html")));
+        assert!(is_html(Some(" Text/HTML ; charset=utf-8")));
+        for other in [
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "application/json",
+            "text/css",
+            "text/htmlx",
+            "",
+        ] {
+            assert!(!is_html(Some(other)), "{other}");
+        }
+        assert!(!is_html(None));
+    }
+
+    #[test]
+    fn charset_of_reads_the_parameter() {
+        assert_eq!(charset_of("text/html; charset=UTF-8"), Some("UTF-8"));
+        assert_eq!(
+            charset_of("text/html;foo=bar; Charset=\"windows-1252\""),
+            Some("windows-1252")
+        );
+        assert_eq!(charset_of("text/html; charset="), None);
+        assert_eq!(charset_of("text/html"), None);
+        assert_eq!(charset_of("text/html; xcharset=utf-8"), None);
+    }
+
+    #[test]
+    fn csp_nonce_prefers_script_src_then_default_src() {
+        assert_eq!(
+            csp_nonce(
+                "default-src 'self' 'nonce-d3f'; script-src 'self' 'nonce-abc+/=' 'strict-dynamic'"
+            ),
+            Some("abc+/=".to_owned())
+        );
+        assert_eq!(
+            csp_nonce("img-src *; default-src 'self' 'NONCE-d3f'"),
+            Some("d3f".to_owned())
+        );
+        // A script-src without a nonce does not fall back to default-src's.
+        assert_eq!(
+            csp_nonce("default-src 'nonce-d3f'; script-src 'self'"),
+            None
+        );
+        assert_eq!(csp_nonce("script-src 'nonce-'"), None);
+        assert_eq!(csp_nonce(""), None);
+        assert_eq!(
+            csp_nonce("script-src 'nonce-first'; script-src 'nonce-second'"),
+            Some("first".to_owned())
+        );
+    }
+
+    /// Every action at once, with an injection: the widest rewrite the proptests exercise.
+    fn every_action() -> Vec<Mutation> {
+        vec![
+            mutation("h1", SetText, "T & <t>"),
+            mutation("p.x", SetHtml, "<b>h</b>"),
+            attribute("a", SetAttr, "href", "/n?a=1&b=2"),
+            attribute("img", RemoveAttr, "alt", ""),
+            mutation("div", AddClass, "added"),
+            mutation("[class]", RemoveClass, "x"),
+            mutation("span", InsertBefore, "<i>b</i>"),
+            mutation("span", InsertAfter, "<i>a</i>"),
+            mutation("ul", Append, "<li>z</li>"),
+            mutation("ul", Prepend, "<li>0</li>"),
+            mutation("#gone", Remove, ""),
+            mutation("section", Hide, ""),
+        ]
+    }
+
+    fn fragment() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..24),
+            prop::sample::select(vec![
+                "<html>",
+                "<head>",
+                "</head>",
+                "<body>",
+                "</body>",
+                "<h1>",
+                "</h1>",
+                "<p class=\"x y\">",
+                "</p>",
+                "<a href='/o'>",
+                "</a>",
+                "<img alt=\"a\">",
+                "<div>",
+                "</div>",
+                "<span>",
+                "</span>",
+                "<ul>",
+                "</ul>",
+                "<li>",
+                "<section style=\"color:red\">",
+                "</section>",
+                "<div id=\"gone\">",
+                "<!-- c -->",
+                "<script>if(a<b)x()</script>",
+                "<style>p>a{}</style>",
+                "<br/>",
+                "<svg><title>t</title></svg>",
+                "&amp;",
+                "<textarea>",
+                "<meta charset=\"windows-1252\">",
+                "<!doctype html>",
+                "<",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec()),
+        ]
+    }
+
+    fn page() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(fragment(), 0..40).prop_map(|parts| parts.concat())
+    }
+
+    fn chunked(
+        mutations: &[Mutation],
+        injection: Option<&PageInjection>,
+        content_type: &str,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> Result<(Vec<u8>, RewriteSummary), RewriteError> {
+        let mut out = Vec::new();
+        let mut rewriter = PageRewriter::new(mutations, injection, Some(content_type), |c| {
+            out.extend_from_slice(c)
+        })?;
+        let mut rest = input;
+        for &cut in cuts {
+            let (head, tail) = rest.split_at(cut.min(rest.len()));
+            rewriter.write(head)?;
+            rest = tail;
+        }
+        rewriter.write(rest)?;
+        let summary = rewriter.end()?;
+        Ok((out, summary))
+    }
+
+    const CHARSETS: [&str; 4] = [
+        "text/html",
+        "text/html; charset=utf-8",
+        "text/html; charset=windows-1252",
+        "text/html; charset=shift_jis",
+    ];
+
+    proptest! {
+        #[test]
+        fn output_does_not_depend_on_chunk_boundaries(
+            input in page(),
+            cuts in prop::collection::vec(0usize..64, 0..16),
+            charset in prop::sample::select(CHARSETS.to_vec()),
+        ) {
+            let injection = injection(Some("n"));
+            let whole = chunked(&every_action(), Some(&injection), charset, &input, &[]);
+            let split = chunked(&every_action(), Some(&injection), charset, &input, &cuts);
+            prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(
+            input in prop::collection::vec(any::<u8>(), 0..2048),
+            cuts in prop::collection::vec(0usize..512, 0..8),
+            charset in prop::sample::select(CHARSETS.to_vec()),
+        ) {
+            let injection = injection(None);
+            let result = chunked(&every_action(), Some(&injection), charset, &input, &cuts);
+            prop_assert!(result.is_ok());
+        }
+
+        #[test]
+        fn a_rewriter_with_nothing_to_do_is_the_identity(
+            input in prop_oneof![page(), prop::collection::vec(any::<u8>(), 0..2048)],
+            cuts in prop::collection::vec(0usize..64, 0..8),
+            charset in prop::sample::select(CHARSETS.to_vec()),
+        ) {
+            let (out, _) = chunked(&[], None, charset, &input, &cuts).unwrap();
+            prop_assert_eq!(&out, &input);
+            // Through lol_html too: a selector that matches nothing changes nothing.
+            let never = [mutation("#never-on-the-page", SetText, "x")];
+            let (out, summary) = chunked(&never, None, charset, &input, &cuts).unwrap();
+            prop_assert_eq!(summary.matches, vec![0]);
+            prop_assert_eq!(out, input);
+        }
+
+        #[test]
+        fn bytes_outside_the_targeted_element_are_unchanged(
+            before in prop::collection::vec(untargeted(), 0..12),
+            after in prop::collection::vec(untargeted(), 0..12),
+            cuts in prop::collection::vec(0usize..64, 0..8),
+        ) {
+            let (before, after) = (before.concat(), after.concat());
+            let input = [&before[..], b"<p id=\"t\" class=\"c\">old <b>x</b></p>", &after[..]].concat();
+            let mutations = [
+                mutation("#t", SetText, "new"),
+                mutation("#t", AddClass, "d"),
+                mutation("#t", InsertAfter, "<hr>"),
+            ];
+            let (out, summary) = chunked(&mutations, None, "text/html", &input, &cuts).unwrap();
+            let expected = [&before[..], b"<p id=\"t\" class=\"c d\">new</p><hr>", &after[..]].concat();
+            prop_assert_eq!(summary.matches, vec![1, 1, 1]);
+            prop_assert_eq!(out, expected);
+        }
+    }
+
+    /// Closed markup that cannot contain `#t` and leaves the parser in its data state.
+    fn untargeted() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>().prop_filter("no tags", |b| *b != b'<'), 0..32),
+            prop::sample::select(vec![
+                "<div class=\"a\">",
+                "</div>",
+                "<p id=\"u\">",
+                "</p>",
+                "<!-- <p id=t> -->",
+                "<br>",
+                "<img src=\"t.png\">",
+                "<script>var t='<p id=t>'</script>",
+                "<em>",
+                "</em>",
+                "&lt;",
+                "<a href=\"#t\">t</a>",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec()),
+        ]
+    }
 }
