@@ -9,15 +9,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use stellwerk_core::{
-    DecideInput, DecisionToken, FlagSet, Keys, PageRewriter, PlatformFacts, PosteriorSnapshot, RequestFacts,
-    Snapshot, UNIT_COOKIE, decide,
+    DecideInput, DecisionToken, FlagSet, Keys, PageRewriter, PlatformFacts, PosteriorSnapshot,
+    RequestFacts, Snapshot, UNIT_COOKIE, decide,
 };
 
 /// Key used when none is given: fine for a laptop, never for an edge (the edge reads secrets).
 const DEV_KEY: &str = "stellwerk-dev-key";
 
 #[derive(Parser)]
-#[command(name = "stellwerk", version, about = "Drive Stellwerk's decision core from a terminal")]
+#[command(
+    name = "stellwerk",
+    version,
+    about = "Drive Stellwerk's decision core from a terminal"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -138,11 +142,20 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Flag { file, key, context, now } => {
-            let context: Value = serde_json::from_str(&context).map_err(|e| format!("--context: {e}"))?;
+        Command::Flag {
+            file,
+            key,
+            context,
+            now,
+        } => {
+            let context: Value =
+                serde_json::from_str(&context).map_err(|e| format!("--context: {e}"))?;
             let flags = load_flags(&file)?;
             let resolution = flags.evaluate(&key, &context, now.unwrap_or_else(unix_now));
-            println!("{}", serde_json::to_string(&resolution).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string(&resolution).map_err(|e| e.to_string())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Decide { snapshot, visit } => {
@@ -150,10 +163,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let posteriors = load_posteriors(visit.posteriors.as_deref())?;
             let facts = visit.facts()?;
             let decision = decide(&visit.input(&snapshot, &posteriors, &facts)?);
-            println!("{}", serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rewrite { snapshot, visit, content_type } => {
+        Command::Rewrite {
+            snapshot,
+            visit,
+            content_type,
+        } => {
             let snapshot = load_snapshot(&snapshot)?;
             let posteriors = load_posteriors(visit.posteriors.as_deref())?;
             let facts = visit.facts()?;
@@ -165,17 +185,25 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-fn rewrite_stdin(decision: &stellwerk_core::PageDecision, content_type: &str) -> Result<(), String> {
+fn rewrite_stdin(
+    decision: &stellwerk_core::PageDecision,
+    content_type: &str,
+) -> Result<(), String> {
     let mut stdout = io::stdout().lock();
     let mut write_error = None;
     let injection = decision.page_injection("/_stellwerk/beacon.js", None);
-    let mut rewriter = PageRewriter::new(&decision.mutations, injection.as_ref(), Some(content_type), |bytes: &[u8]| {
-        if write_error.is_none()
-            && let Err(e) = stdout.write_all(bytes)
-        {
-            write_error = Some(e);
-        }
-    })
+    let mut rewriter = PageRewriter::new(
+        &decision.mutations,
+        injection.as_ref(),
+        Some(content_type),
+        |bytes: &[u8]| {
+            if write_error.is_none()
+                && let Err(e) = stdout.write_all(bytes)
+            {
+                write_error = Some(e);
+            }
+        },
+    )
     .map_err(|e| e.to_string())?;
     let mut stdin = io::stdin().lock();
     let mut buffer = vec![0u8; 16 * 1024];
@@ -196,14 +224,28 @@ fn rewrite_stdin(decision: &stellwerk_core::PageDecision, content_type: &str) ->
 fn token(action: TokenAction) -> Result<ExitCode, String> {
     match action {
         TokenAction::Sign { json, hmac_key } => {
-            let token: DecisionToken = serde_json::from_str(&json).map_err(|e| format!("token JSON: {e}"))?;
+            let token: DecisionToken =
+                serde_json::from_str(&json).map_err(|e| format!("token JSON: {e}"))?;
             println!("{}", token.sign(hmac_key.as_bytes()));
             Ok(ExitCode::SUCCESS)
         }
-        TokenAction::Verify { token, hmac_key, window, now } => {
-            match DecisionToken::verify(&token, hmac_key.as_bytes(), now.unwrap_or_else(unix_now), window) {
+        TokenAction::Verify {
+            token,
+            hmac_key,
+            window,
+            now,
+        } => {
+            match DecisionToken::verify(
+                &token,
+                hmac_key.as_bytes(),
+                now.unwrap_or_else(unix_now),
+                window,
+            ) {
                 Ok(token) => {
-                    println!("{}", serde_json::to_string_pretty(&token).map_err(|e| e.to_string())?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&token).map_err(|e| e.to_string())?
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -237,7 +279,10 @@ impl Visit {
             method: "GET".into(),
             url: self.url.clone(),
             headers,
-            platform: PlatformFacts { country: self.country.clone(), ..PlatformFacts::default() },
+            platform: PlatformFacts {
+                country: self.country.clone(),
+                ..PlatformFacts::default()
+            },
         })
     }
 
@@ -255,7 +300,10 @@ impl Visit {
             snapshot,
             posteriors,
             facts,
-            keys: Keys { token: self.hmac_key.as_bytes(), unit: self.unit_key.as_bytes() },
+            keys: Keys {
+                token: self.hmac_key.as_bytes(),
+                unit: self.unit_key.as_bytes(),
+            },
             random,
             now: self.now.unwrap_or_else(unix_now),
         })
@@ -281,7 +329,9 @@ fn fresh_random() -> Result<[u8; 16], String> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -289,21 +339,27 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn load_snapshot(path: &Path) -> Result<Snapshot, String> {
-    Snapshot::parse(&read(path)?).map_err(|invalid| format!("{} is not a valid snapshot:\n{invalid}", path.display()))
+    Snapshot::parse(&read(path)?)
+        .map_err(|invalid| format!("{} is not a valid snapshot:\n{invalid}", path.display()))
 }
 
 fn load_posteriors(path: Option<&Path>) -> Result<PosteriorSnapshot, String> {
     match path {
-        Some(path) => PosteriorSnapshot::parse(&read(path)?).map_err(|e| format!("{}: {e}", path.display())),
+        Some(path) => {
+            PosteriorSnapshot::parse(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
+        }
         None => Ok(PosteriorSnapshot::default()),
     }
 }
 
 /// A snapshot's flags, or a plain flagd file (anything with a top-level `flags` and no `schema`).
 fn load_flags(path: &Path) -> Result<FlagSet, String> {
-    let document: Value = serde_json::from_slice(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+    let document: Value =
+        serde_json::from_slice(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
     if document.get("schema").is_some() {
-        Ok(Snapshot::from_value(document).map_err(|e| format!("{}:\n{e}", path.display()))?.flag_set)
+        Ok(Snapshot::from_value(document)
+            .map_err(|e| format!("{}:\n{e}", path.display()))?
+            .flag_set)
     } else {
         FlagSet::parse(&document).map_err(|e| format!("{}:\n{e}", path.display()))
     }

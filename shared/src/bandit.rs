@@ -143,6 +143,14 @@ fn ucb1(stats: &[ArmStats]) -> Vec<f64> {
 
 fn thompson(stats: &[ArmStats]) -> Vec<f64> {
     let k = stats.len();
+    // Identical posteriors are exchangeable: each arm is best with probability exactly 1/k, and
+    // new experiments (no data yet) skip the Monte-Carlo estimate entirely.
+    if stats
+        .windows(2)
+        .all(|w| w[0].alpha() == w[1].alpha() && w[0].beta() == w[1].beta())
+    {
+        return vec![1.0 / k as f64; k];
+    }
     let mut rng = Xoshiro256::from_stats(stats);
     let mut wins = vec![0u32; k];
     for _ in 0..THOMPSON_DRAWS {
@@ -372,11 +380,9 @@ mod tests {
         let b = arm_probabilities(&Policy::Thompson, &arms(&[1.0; 2]), &s);
         assert_eq!(a, b);
         assert!(a[1] > 0.99, "{a:?}");
-        // Identical posteriors: each arm is best half the time, within Monte-Carlo error.
+        // Identical posteriors: each arm is best exactly a third of the time.
         let even = arm_probabilities(&Policy::Thompson, &arms(&[1.0; 3]), &[]);
-        for p in &even {
-            assert!((p - 1.0 / 3.0).abs() < 0.03, "{even:?}");
-        }
+        assert_eq!(even, vec![1.0 / 3.0; 3]);
     }
 
     #[test]

@@ -11,9 +11,11 @@ use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
 use crate::event::{ConsentState, Event, EventKind};
 use crate::flags::{FlagResolution, evaluate_rule, is_truthy};
 use crate::gate::{GateAction, GateVerdict, gate};
-use crate::rewrite::PageInjection;
 use crate::request::{RequestFacts, hex, new_unit_id, pseudonymise};
-use crate::snapshot::{Destination, Experiment, ExperimentStatus, Mutation, Policy, Snapshot, paths_match};
+use crate::rewrite::PageInjection;
+use crate::snapshot::{
+    Destination, Experiment, ExperimentStatus, Mutation, Policy, Snapshot, paths_match,
+};
 use crate::token::DecisionToken;
 
 /// The secrets a decision needs, held by the platform.
@@ -126,7 +128,9 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         events: Vec::new(),
     };
     if matches!(verdict.action, GateAction::Block | GateAction::Challenge) {
-        decision.events.push(fraud_event(input, &verdict, consent, None));
+        decision
+            .events
+            .push(fraud_event(input, &verdict, consent, None));
         return decision;
     }
 
@@ -142,11 +146,15 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
             Some(id)
         }
     };
-    let unit = unit_id.as_deref().map(|id| pseudonymise(id, input.keys.unit));
+    let unit = unit_id
+        .as_deref()
+        .map(|id| pseudonymise(id, input.keys.unit));
     decision.unit = unit.clone();
     let context = facts.context(unit.as_deref(), existing.is_some(), input.now);
     if verdict.action == GateAction::Tag {
-        decision.events.push(fraud_event(input, &verdict, consent, unit.as_deref()));
+        decision
+            .events
+            .push(fraud_event(input, &verdict, consent, unit.as_deref()));
     }
     if snapshot.kill_switch {
         return decision;
@@ -157,9 +165,18 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         for experiment in &snapshot.experiments {
             if let Some(assignment) = assign(input, experiment, unit, path, &context) {
                 let arm = experiment.arms.iter().find(|a| a.key == assignment.arm);
-                decision.mutations.extend(arm.into_iter().flat_map(|a| a.mutations.iter().cloned()));
+                decision
+                    .mutations
+                    .extend(arm.into_iter().flat_map(|a| a.mutations.iter().cloned()));
                 if assignment.token.is_some() {
-                    decision.events.push(exposure_event(input, &assignment, &verdict, consent, unit, &context));
+                    decision.events.push(exposure_event(
+                        input,
+                        &assignment,
+                        &verdict,
+                        consent,
+                        unit,
+                        &context,
+                    ));
                 }
                 decision.assignments.push(assignment);
             }
@@ -170,8 +187,14 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         if !paths_match(&effect.paths, path) {
             continue;
         }
-        let resolution = snapshot.flag_set.evaluate(&effect.flag, &context, input.now);
-        if let Some(mutations) = resolution.variant.as_ref().and_then(|v| effect.variants.get(v)) {
+        let resolution = snapshot
+            .flag_set
+            .evaluate(&effect.flag, &context, input.now);
+        if let Some(mutations) = resolution
+            .variant
+            .as_ref()
+            .and_then(|v| effect.variants.get(v))
+        {
             decision.mutations.extend(mutations.iter().cloned());
         }
         decision.flags.push(resolution);
@@ -206,7 +229,8 @@ fn assign(
     }
     if let Some(rule) = &experiment.targeting {
         // A rule that fails to evaluate excludes the visitor rather than guessing.
-        let eligible = evaluate_rule(rule, context, &experiment.key, input.now).is_ok_and(|v| is_truthy(&v));
+        let eligible =
+            evaluate_rule(rule, context, &experiment.key, input.now).is_ok_and(|v| is_truthy(&v));
         if !eligible {
             return None;
         }
@@ -250,7 +274,8 @@ fn assign(
 pub fn probabilities_for(experiment: &Experiment, posteriors: &PosteriorSnapshot) -> Vec<f64> {
     let posterior = posteriors.experiments.get(&experiment.key);
     if experiment.policy == Policy::Thompson
-        && let Some(precomputed) = posterior.and_then(|p| precomputed_thompson(experiment, &p.probabilities))
+        && let Some(precomputed) =
+            posterior.and_then(|p| precomputed_thompson(experiment, &p.probabilities))
     {
         return precomputed;
     }
@@ -268,8 +293,15 @@ pub fn probabilities_for(experiment: &Experiment, posteriors: &PosteriorSnapshot
 }
 
 /// The aggregator's P(best) per arm, when it covers exactly this experiment's arms.
-fn precomputed_thompson(experiment: &Experiment, probabilities: &BTreeMap<String, f64>) -> Option<Vec<f64>> {
-    let values: Option<Vec<f64>> = experiment.arms.iter().map(|a| probabilities.get(&a.key).copied()).collect();
+fn precomputed_thompson(
+    experiment: &Experiment,
+    probabilities: &BTreeMap<String, f64>,
+) -> Option<Vec<f64>> {
+    let values: Option<Vec<f64>> = experiment
+        .arms
+        .iter()
+        .map(|a| probabilities.get(&a.key).copied())
+        .collect();
     values.filter(|v| {
         let sum: f64 = v.iter().sum();
         v.iter().all(|p| p.is_finite() && *p >= 0.0) && (sum - 1.0).abs() < 1e-6
@@ -287,7 +319,12 @@ fn policy_name(policy: &Policy) -> &'static str {
 
 /// Changes when the set of arms changes, so reshuffling is explicit and nothing else reshuffles.
 fn arms_fingerprint(experiment: &Experiment) -> String {
-    experiment.arms.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(",")
+    experiment
+        .arms
+        .iter()
+        .map(|a| a.key.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A stable uniform number in [0, 1) from hashed parts.
@@ -325,10 +362,18 @@ fn decision_id(input: &DecideInput<'_>, experiment: &str) -> String {
 
 /// The context features an event may carry: coarse, and never an IP or a raw id.
 fn logged_context(context: &Value) -> BTreeMap<String, Value> {
-    ["path", "device", "country", "language", "referrerClass", "returning", "hourOfWeek"]
-        .iter()
-        .filter_map(|k| context.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-        .collect()
+    [
+        "path",
+        "device",
+        "country",
+        "language",
+        "referrerClass",
+        "returning",
+        "hourOfWeek",
+    ]
+    .iter()
+    .filter_map(|k| context.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+    .collect()
 }
 
 fn exposure_event(
@@ -339,7 +384,11 @@ fn exposure_event(
     unit: &str,
     context: &Value,
 ) -> Event {
-    let destination = if verdict.is_suspect() { Destination::Quarantine } else { Destination::Bandit };
+    let destination = if verdict.is_suspect() {
+        Destination::Quarantine
+    } else {
+        Destination::Bandit
+    };
     Event {
         id: assignment.decision_id.clone(),
         kind: EventKind::Exposure,
@@ -361,7 +410,12 @@ fn exposure_event(
     }
 }
 
-fn fraud_event(input: &DecideInput<'_>, verdict: &GateVerdict, consent: ConsentState, unit: Option<&str>) -> Event {
+fn fraud_event(
+    input: &DecideInput<'_>,
+    verdict: &GateVerdict,
+    consent: ConsentState,
+    unit: Option<&str>,
+) -> Event {
     let mut hasher = Sha256::new();
     hasher.update(input.random);
     hasher.update(b"fraud");

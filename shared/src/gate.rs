@@ -49,7 +49,12 @@ pub fn gate(policy: &FraudPolicy, facts: &RequestFacts) -> GateVerdict {
         .find(|r| path_matches(&r.path, path))
         .map_or(policy.mode, |r| r.mode);
     if mode == GateMode::Off {
-        return GateVerdict { score: 0.0, mode, action: GateAction::Allow, reasons: Vec::new() };
+        return GateVerdict {
+            score: 0.0,
+            mode,
+            action: GateAction::Allow,
+            reasons: Vec::new(),
+        };
     }
     let (score, reasons) = score(policy, facts);
     let action = if score < policy.threshold {
@@ -62,11 +67,19 @@ pub fn gate(policy: &FraudPolicy, facts: &RequestFacts) -> GateVerdict {
             GateMode::Challenge => GateAction::Challenge,
         }
     };
-    GateVerdict { score, mode, action, reasons }
+    GateVerdict {
+        score,
+        mode,
+        action,
+        reasons,
+    }
 }
 
 fn score(policy: &FraudPolicy, facts: &RequestFacts) -> (f64, Vec<String>) {
-    let user_agent = facts.header("user-agent").unwrap_or("").to_ascii_lowercase();
+    let user_agent = facts
+        .header("user-agent")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let listed = |list: &[String]| {
         list.iter()
             .find(|needle| !needle.is_empty() && user_agent.contains(&needle.to_ascii_lowercase()))
@@ -94,9 +107,15 @@ fn score(policy: &FraudPolicy, facts: &RequestFacts) -> (f64, Vec<String>) {
     } else if !user_agent.starts_with("mozilla/") {
         signal(0.5, "user agent is not browser-shaped");
     }
-    if ["headless", "phantomjs", "selenium", "puppeteer", "playwright"]
-        .iter()
-        .any(|m| user_agent.contains(m))
+    if [
+        "headless",
+        "phantomjs",
+        "selenium",
+        "puppeteer",
+        "playwright",
+    ]
+    .iter()
+    .any(|m| user_agent.contains(m))
     {
         signal(0.9, "automation marker in user agent");
     }
@@ -130,16 +149,27 @@ mod tests {
     }
 
     fn policy(mode: GateMode) -> FraudPolicy {
-        FraudPolicy { mode, deny_user_agents: vec!["curl".into()], allow_user_agents: vec!["Googlebot".into()], ..FraudPolicy::default() }
+        FraudPolicy {
+            mode,
+            deny_user_agents: vec!["curl".into()],
+            allow_user_agents: vec!["Googlebot".into()],
+            ..FraudPolicy::default()
+        }
     }
 
     #[test]
     fn a_browser_passes_and_headless_chrome_does_not() {
-        assert_eq!(gate(&policy(GateMode::Block), &browser("/", CHROME)).action, GateAction::Allow);
+        assert_eq!(
+            gate(&policy(GateMode::Block), &browser("/", CHROME)).action,
+            GateAction::Allow
+        );
         let headless = CHROME.replace("Chrome/", "HeadlessChrome/");
         let verdict = gate(&policy(GateMode::Block), &browser("/", &headless));
         assert_eq!(verdict.action, GateAction::Block);
-        assert_eq!(gate(&policy(GateMode::Monitor), &browser("/", &headless)).action, GateAction::Tag);
+        assert_eq!(
+            gate(&policy(GateMode::Monitor), &browser("/", &headless)).action,
+            GateAction::Tag
+        );
     }
 
     #[test]
@@ -147,25 +177,46 @@ mod tests {
         let verdict = gate(&policy(GateMode::Block), &browser("/", "curl/8.5.0"));
         assert_eq!((verdict.score, verdict.action), (1.0, GateAction::Block));
         let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
-        assert_eq!(gate(&policy(GateMode::Block), &browser("/", google)).score, 0.0);
+        assert_eq!(
+            gate(&policy(GateMode::Block), &browser("/", google)).score,
+            0.0
+        );
     }
 
     #[test]
     fn route_modes_override_the_default_mode() {
         let mut p = policy(GateMode::Monitor);
-        p.routes.push(crate::snapshot::GateRoute { path: "/checkout*".into(), mode: GateMode::Block });
-        p.routes.push(crate::snapshot::GateRoute { path: "/health".into(), mode: GateMode::Off });
-        assert_eq!(gate(&p, &browser("/checkout/pay", "curl/8")).action, GateAction::Block);
+        p.routes.push(crate::snapshot::GateRoute {
+            path: "/checkout*".into(),
+            mode: GateMode::Block,
+        });
+        p.routes.push(crate::snapshot::GateRoute {
+            path: "/health".into(),
+            mode: GateMode::Off,
+        });
+        assert_eq!(
+            gate(&p, &browser("/checkout/pay", "curl/8")).action,
+            GateAction::Block
+        );
         assert_eq!(gate(&p, &browser("/", "curl/8")).action, GateAction::Tag);
-        assert_eq!(gate(&p, &browser("/health", "curl/8")).action, GateAction::Allow);
+        assert_eq!(
+            gate(&p, &browser("/health", "curl/8")).action,
+            GateAction::Allow
+        );
     }
 
     #[test]
     fn the_platform_bot_score_is_used_when_present() {
         let mut facts = browser("/", CHROME);
         facts.platform.bot_score = Some(2);
-        assert_eq!(gate(&policy(GateMode::Block), &facts).action, GateAction::Block);
+        assert_eq!(
+            gate(&policy(GateMode::Block), &facts).action,
+            GateAction::Block
+        );
         facts.platform.bot_score = Some(95);
-        assert_eq!(gate(&policy(GateMode::Block), &facts).action, GateAction::Allow);
+        assert_eq!(
+            gate(&policy(GateMode::Block), &facts).action,
+            GateAction::Allow
+        );
     }
 }

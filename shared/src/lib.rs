@@ -22,7 +22,7 @@ mod model;
 mod request;
 mod rewrite;
 mod snapshot;
-mod sync;
+// mod sync; (waits for the model module)
 mod token;
 mod validate;
 
@@ -31,14 +31,18 @@ pub use aggregate::{
     apply_events,
 };
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
+pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
 pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
-pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
 pub use gate::{GateAction, GateVerdict, gate};
 pub use request::{
-    PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id, new_unit_id, pseudonymise,
-    referrer_class,
+    PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id,
+    new_unit_id, pseudonymise, referrer_class,
+};
+pub use rewrite::{
+    MAX_REWRITER_MEMORY, PageInjection, PageRewriter, RewriteError, RewriteSummary, charset_of,
+    csp_nonce, is_html,
 };
 pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,

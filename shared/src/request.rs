@@ -60,9 +60,14 @@ impl RequestFacts {
 
     /// The path part of the URL (`/` when absent).
     pub fn path(&self) -> &str {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
         let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
-        let end = path_and_query.find(['?', '#']).unwrap_or(path_and_query.len());
+        let end = path_and_query
+            .find(['?', '#'])
+            .unwrap_or(path_and_query.len());
         &path_and_query[..end]
     }
 
@@ -83,8 +88,13 @@ impl RequestFacts {
     }
 
     fn host(&self) -> &str {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
-        let end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let end = after_scheme
+            .find(['/', '?', '#'])
+            .unwrap_or(after_scheme.len());
         &after_scheme[..end]
     }
 
@@ -137,7 +147,10 @@ impl RequestFacts {
 
 /// Unit ids the edge mints are 32 lowercase hex characters; anything else is replaced.
 pub fn is_valid_unit_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A new unit id from 16 random bytes the adapter drew.
@@ -166,7 +179,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// `mobile`, `tablet`, `desktop` or `bot`, from the user agent alone.
 pub fn device_class(user_agent: &str) -> &'static str {
     let ua = user_agent.to_ascii_lowercase();
-    if ua.is_empty() || ["bot", "crawler", "spider", "headless"].iter().any(|m| ua.contains(m)) {
+    if ua.is_empty()
+        || ["bot", "crawler", "spider", "headless"]
+            .iter()
+            .any(|m| ua.contains(m))
+    {
         "bot"
     } else if ua.contains("ipad") || ua.contains("tablet") {
         "tablet"
@@ -191,20 +208,38 @@ fn primary_language(accept_language: &str) -> String {
 pub fn referrer_class(referrer: &str, own_host: &str) -> &'static str {
     let host = referrer
         .split_once("://")
-        .map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .map_or("", |(_, rest)| {
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        })
         .to_ascii_lowercase();
     if host.is_empty() {
         "direct"
     } else if host == own_host.to_ascii_lowercase() {
         "internal"
-    } else if ["google.", "bing.", "duckduckgo.", "yahoo.", "ecosia.", "baidu."]
-        .iter()
-        .any(|s| host.contains(s))
+    } else if [
+        "google.",
+        "bing.",
+        "duckduckgo.",
+        "yahoo.",
+        "ecosia.",
+        "baidu.",
+    ]
+    .iter()
+    .any(|s| host.contains(s))
     {
         "search"
-    } else if ["facebook.", "instagram.", "t.co", "twitter.", "x.com", "linkedin.", "reddit.", "tiktok."]
-        .iter()
-        .any(|s| host.contains(s))
+    } else if [
+        "facebook.",
+        "instagram.",
+        "t.co",
+        "twitter.",
+        "x.com",
+        "linkedin.",
+        "reddit.",
+        "tiktok.",
+    ]
+    .iter()
+    .any(|s| host.contains(s))
     {
         "social"
     } else {
@@ -226,7 +261,10 @@ mod tests {
         RequestFacts {
             method: "GET".into(),
             url: url.into(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             platform: PlatformFacts::default(),
         }
     }
@@ -242,7 +280,16 @@ mod tests {
 
     #[test]
     fn cookies_are_found_among_several_headers() {
-        let f = facts("https://a/", &[("cookie", "a=1; stellwerk_id=0123456789abcdef0123456789abcdef"), ("cookie", "b=2")]);
+        let f = facts(
+            "https://a/",
+            &[
+                (
+                    "cookie",
+                    "a=1; stellwerk_id=0123456789abcdef0123456789abcdef",
+                ),
+                ("cookie", "b=2"),
+            ],
+        );
         assert_eq!(f.cookie("b"), Some("2"));
         assert_eq!(f.unit_cookie(), Some("0123456789abcdef0123456789abcdef"));
         let bad = facts("https://a/", &[("cookie", "stellwerk_id=<script>")]);
@@ -252,13 +299,25 @@ mod tests {
     #[test]
     fn gpc_denies_even_with_a_granted_cookie() {
         let privacy = PrivacyPolicy::default();
-        let f = facts("https://a/", &[("sec-gpc", "1"), ("cookie", "stellwerk_consent=granted")]);
+        let f = facts(
+            "https://a/",
+            &[("sec-gpc", "1"), ("cookie", "stellwerk_consent=granted")],
+        );
         assert_eq!(f.consent(&privacy), ConsentState::Denied);
         let f = facts("https://a/", &[("cookie", "stellwerk_consent=granted")]);
         assert_eq!(f.consent(&privacy), ConsentState::Granted);
-        let strict = PrivacyPolicy { require_consent: true, ..PrivacyPolicy::default() };
-        assert_eq!(facts("https://a/", &[]).consent(&strict), ConsentState::Denied);
-        assert_eq!(facts("https://a/", &[]).consent(&privacy), ConsentState::Unknown);
+        let strict = PrivacyPolicy {
+            require_consent: true,
+            ..PrivacyPolicy::default()
+        };
+        assert_eq!(
+            facts("https://a/", &[]).consent(&strict),
+            ConsentState::Denied
+        );
+        assert_eq!(
+            facts("https://a/", &[]).consent(&privacy),
+            ConsentState::Unknown
+        );
     }
 
     #[test]
@@ -274,7 +333,13 @@ mod tests {
     #[test]
     fn context_has_no_raw_unit_id() {
         let id = "0123456789abcdef0123456789abcdef";
-        let f = facts("https://a/", &[("cookie", &format!("stellwerk_id={id}")), ("user-agent", "Mozilla/5.0 (iPhone) Mobile")]);
+        let f = facts(
+            "https://a/",
+            &[
+                ("cookie", &format!("stellwerk_id={id}")),
+                ("user-agent", "Mozilla/5.0 (iPhone) Mobile"),
+            ],
+        );
         let context = f.context(Some("pseudo"), true, 0);
         assert!(!context.to_string().contains(id));
         assert_eq!(context["device"], "mobile");

@@ -57,10 +57,6 @@ impl Issues {
         self.0.extend(other);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn into_vec(self) -> Vec<Issue> {
         self.0
     }

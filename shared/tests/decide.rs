@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::json;
 use stellwerk_core::{
-    ArmStats, ConsentState, DecideInput, DecisionToken, EventKind, ExperimentPosterior, GateAction, Keys,
-    PageDecision, PlatformFacts, PosteriorSnapshot, RequestFacts, Snapshot, decide, pseudonymise,
+    ArmStats, ConsentState, DecideInput, DecisionToken, EventKind, ExperimentPosterior, GateAction,
+    Keys, PageDecision, PlatformFacts, PosteriorSnapshot, RequestFacts, Snapshot, decide,
+    pseudonymise,
 };
 
 const KEY: &[u8] = b"test-token-key";
@@ -49,23 +50,45 @@ fn visit(unit_id: Option<&str>, extra: &[(&str, &str)]) -> RequestFacts {
     if let Some(id) = unit_id {
         headers.push(("cookie".to_owned(), format!("stellwerk_id={id}")));
     }
-    headers.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    RequestFacts { method: "GET".into(), url: "https://shop.example/".into(), headers, platform: PlatformFacts::default() }
+    headers.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    RequestFacts {
+        method: "GET".into(),
+        url: "https://shop.example/".into(),
+        headers,
+        platform: PlatformFacts::default(),
+    }
 }
 
-fn run(snapshot: &Snapshot, posteriors: &PosteriorSnapshot, facts: &RequestFacts, random: u8, now: u64) -> PageDecision {
+fn run(
+    snapshot: &Snapshot,
+    posteriors: &PosteriorSnapshot,
+    facts: &RequestFacts,
+    random: u8,
+    now: u64,
+) -> PageDecision {
     decide(&DecideInput {
         snapshot,
         posteriors,
         facts,
-        keys: Keys { token: KEY, unit: UNIT_KEY },
+        keys: Keys {
+            token: KEY,
+            unit: UNIT_KEY,
+        },
         random: [random; 16],
         now,
     })
 }
 
 fn arm_of(decision: &PageDecision, experiment: &str) -> Option<String> {
-    decision.assignments.iter().find(|a| a.experiment == experiment).map(|a| a.arm.clone())
+    decision
+        .assignments
+        .iter()
+        .find(|a| a.experiment == experiment)
+        .map(|a| a.arm.clone())
 }
 
 #[test]
@@ -77,13 +100,20 @@ fn fixed_assignment_is_sticky_and_weighted() {
         let id = unit(n);
         let first = run(&s, &empty, &visit(Some(&id), &[]), 1, NOW);
         let again = run(&s, &empty, &visit(Some(&id), &[]), 2, NOW + 3600);
-        assert_eq!(arm_of(&first, "hero"), arm_of(&again, "hero"), "unit {id} flickered");
+        assert_eq!(
+            arm_of(&first, "hero"),
+            arm_of(&again, "hero"),
+            "unit {id} flickered"
+        );
         let assignment = &first.assignments[0];
         let expected = if assignment.arm == "b" { 0.75 } else { 0.25 };
         assert!((assignment.propensity - expected).abs() < 1e-12);
         b_count += usize::from(assignment.arm == "b");
     }
-    assert!((1400..1600).contains(&b_count), "weight 3:1 gave {b_count}/2000 on b");
+    assert!(
+        (1400..1600).contains(&b_count),
+        "weight 3:1 gave {b_count}/2000 on b"
+    );
 }
 
 #[test]
@@ -93,7 +123,10 @@ fn assignment_survives_a_new_version_but_not_new_arms() {
     v2["version"] = json!("v2");
     v2["experiments"][0]["arms"][1]["mutations"][0]["value"] = json!("Another B");
     let s2 = Snapshot::from_value(v2.clone()).unwrap();
-    v2["experiments"][0]["arms"].as_array_mut().unwrap().push(json!({ "key": "c", "weight": 1 }));
+    v2["experiments"][0]["arms"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "key": "c", "weight": 1 }));
     let s3 = Snapshot::from_value(v2).unwrap();
     let empty = PosteriorSnapshot::default();
     let mut moved_with_new_arm = 0;
@@ -101,17 +134,32 @@ fn assignment_survives_a_new_version_but_not_new_arms() {
         let facts = visit(Some(&unit(n)), &[]);
         let before = arm_of(&run(&s1, &empty, &facts, 1, NOW), "hero");
         assert_eq!(before, arm_of(&run(&s2, &empty, &facts, 9, NOW), "hero"));
-        moved_with_new_arm += usize::from(before != arm_of(&run(&s3, &empty, &facts, 1, NOW), "hero"));
+        moved_with_new_arm +=
+            usize::from(before != arm_of(&run(&s3, &empty, &facts, 1, NOW), "hero"));
     }
-    assert!(moved_with_new_arm > 100, "adding an arm should reshuffle, moved {moved_with_new_arm}");
+    assert!(
+        moved_with_new_arm > 100,
+        "adding an arm should reshuffle, moved {moved_with_new_arm}"
+    );
 }
 
 #[test]
 fn traffic_share_is_respected() {
     let s = snapshot(ab(0.2));
     let empty = PosteriorSnapshot::default();
-    let enrolled = (0..3000).filter(|n| arm_of(&run(&s, &empty, &visit(Some(&unit(*n)), &[]), 1, NOW), "hero").is_some()).count();
-    assert!((480..720).contains(&enrolled), "20% traffic enrolled {enrolled}/3000");
+    let enrolled = (0..3000)
+        .filter(|n| {
+            arm_of(
+                &run(&s, &empty, &visit(Some(&unit(*n)), &[]), 1, NOW),
+                "hero",
+            )
+            .is_some()
+        })
+        .count();
+    assert!(
+        (480..720).contains(&enrolled),
+        "20% traffic enrolled {enrolled}/3000"
+    );
 }
 
 #[test]
@@ -121,22 +169,37 @@ fn paused_stopped_and_kill_switch() {
     let mut experiments = ab(1.0);
     experiments[0]["status"] = json!("paused");
     let paused = run(&snapshot(experiments.clone()), &empty, &facts, 1, NOW);
-    assert!(paused.assignments.is_empty() && paused.mutations.is_empty() && paused.events.is_empty());
+    assert!(
+        paused.assignments.is_empty() && paused.mutations.is_empty() && paused.events.is_empty()
+    );
 
     experiments[0]["status"] = json!("stopped");
     experiments[0]["winner"] = json!("b");
     let stopped = run(&snapshot(experiments), &empty, &facts, 1, NOW);
     assert_eq!(arm_of(&stopped, "hero").as_deref(), Some("b"));
-    assert!(stopped.assignments[0].token.is_none(), "a winner is not an experiment any more");
+    assert!(
+        stopped.assignments[0].token.is_none(),
+        "a winner is not an experiment any more"
+    );
     assert!(stopped.events.iter().all(|e| e.kind != EventKind::Exposure));
     assert_eq!(stopped.mutations.len(), 1);
 
     let mut killed = serde_json::to_value(snapshot(ab(1.0))).unwrap();
     killed["killSwitch"] = json!(true);
     let killed = Snapshot::from_value(killed).unwrap();
-    let de = RequestFacts { platform: PlatformFacts { country: Some("DE".into()), ..Default::default() }, ..facts };
+    let de = RequestFacts {
+        platform: PlatformFacts {
+            country: Some("DE".into()),
+            ..Default::default()
+        },
+        ..facts
+    };
     let decision = run(&killed, &empty, &de, 1, NOW);
-    assert!(decision.mutations.is_empty() && decision.assignments.is_empty() && decision.flags.is_empty());
+    assert!(
+        decision.mutations.is_empty()
+            && decision.assignments.is_empty()
+            && decision.flags.is_empty()
+    );
     assert!(!decision.is_personalised());
 }
 
@@ -158,19 +221,44 @@ fn flag_effects_follow_the_resolved_variant() {
 fn tokens_verify_and_events_carry_no_raw_unit_id() {
     let s = snapshot(ab(1.0));
     let id = unit(42);
-    let decision = run(&s, &PosteriorSnapshot::default(), &visit(Some(&id), &[]), 3, NOW);
+    let decision = run(
+        &s,
+        &PosteriorSnapshot::default(),
+        &visit(Some(&id), &[]),
+        3,
+        NOW,
+    );
     let assignment = &decision.assignments[0];
-    let token = DecisionToken::verify(assignment.token.as_deref().unwrap(), KEY, NOW + 10, 3600).unwrap();
-    assert_eq!((token.experiment.as_str(), token.arm.as_str()), ("hero", assignment.arm.as_str()));
+    let token =
+        DecisionToken::verify(assignment.token.as_deref().unwrap(), KEY, NOW + 10, 3600).unwrap();
+    assert_eq!(
+        (token.experiment.as_str(), token.arm.as_str()),
+        ("hero", assignment.arm.as_str())
+    );
     assert_eq!(token.decision_id, assignment.decision_id);
     assert_eq!(token.unit, pseudonymise(&id, UNIT_KEY));
-    assert!(DecisionToken::verify(assignment.token.as_deref().unwrap(), b"other key", NOW, 3600).is_err());
-    let exposure = decision.events.iter().find(|e| e.kind == EventKind::Exposure).unwrap();
+    assert!(
+        DecisionToken::verify(
+            assignment.token.as_deref().unwrap(),
+            b"other key",
+            NOW,
+            3600
+        )
+        .is_err()
+    );
+    let exposure = decision
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Exposure)
+        .unwrap();
     assert_eq!(exposure.id, assignment.decision_id);
     assert_eq!(exposure.propensity, Some(assignment.propensity));
     let logged = serde_json::to_string(&decision.events).unwrap();
     assert!(!logged.contains(&id), "raw unit id leaked into events");
-    assert!(decision.new_unit_id.is_none(), "the visitor already had a unit id");
+    assert!(
+        decision.new_unit_id.is_none(),
+        "the visitor already had a unit id"
+    );
 }
 
 #[test]
@@ -180,10 +268,19 @@ fn a_new_visitor_gets_a_unit_id_unless_consent_is_denied() {
     let fresh = run(&s, &empty, &visit(None, &[]), 5, NOW);
     let minted = fresh.new_unit_id.clone().expect("a unit id is minted");
     assert_eq!(minted.len(), 32);
-    assert_eq!(fresh.unit.as_deref(), Some(pseudonymise(&minted, UNIT_KEY).as_str()));
+    assert_eq!(
+        fresh.unit.as_deref(),
+        Some(pseudonymise(&minted, UNIT_KEY).as_str())
+    );
     assert_eq!(fresh.assignments.len(), 1);
 
-    let gpc = run(&s, &empty, &visit(Some(&unit(1)), &[("sec-gpc", "1")]), 5, NOW);
+    let gpc = run(
+        &s,
+        &empty,
+        &visit(Some(&unit(1)), &[("sec-gpc", "1")]),
+        5,
+        NOW,
+    );
     assert_eq!(gpc.consent, ConsentState::Denied);
     assert!(gpc.new_unit_id.is_none() && gpc.unit.is_none());
     assert!(gpc.assignments.is_empty() && gpc.events.is_empty());
@@ -202,18 +299,34 @@ fn the_gate_blocks_before_anything_is_decided() {
 }
 
 fn bandit(sticky_seconds: u64) -> Snapshot {
-    snapshot(json!([{ "key": "bandit", "policy": { "type": "thompson" }, "stickySeconds": sticky_seconds, "arms": [
-        { "key": "x" }, { "key": "y" }, { "key": "z" }
-    ]}]))
+    snapshot(
+        json!([{ "key": "bandit", "policy": { "type": "thompson" }, "stickySeconds": sticky_seconds, "arms": [
+            { "key": "x" }, { "key": "y" }, { "key": "z" }
+        ]}]),
+    )
 }
 
 fn posteriors_favouring_z() -> PosteriorSnapshot {
     let arms: BTreeMap<String, ArmStats> = [("x", 10.0), ("y", 12.0), ("z", 60.0)]
         .into_iter()
-        .map(|(k, rewards)| (k.to_owned(), ArmStats { exposures: 200, rewards }))
+        .map(|(k, rewards)| {
+            (
+                k.to_owned(),
+                ArmStats {
+                    exposures: 200,
+                    rewards,
+                },
+            )
+        })
         .collect();
     let mut posteriors = PosteriorSnapshot::default();
-    posteriors.experiments.insert("bandit".into(), ExperimentPosterior { arms, ..Default::default() });
+    posteriors.experiments.insert(
+        "bandit".into(),
+        ExperimentPosterior {
+            arms,
+            ..Default::default()
+        },
+    );
     posteriors
 }
 
@@ -239,7 +352,10 @@ fn sticky_bandits_keep_the_arm_within_the_window() {
     for n in 0..200 {
         let facts = visit(Some(&unit(n)), &[]);
         let first = arm_of(&run(&s, &empty, &facts, 1, start), "bandit");
-        assert_eq!(first, arm_of(&run(&s, &empty, &facts, 2, start + 3599), "bandit"));
+        assert_eq!(
+            first,
+            arm_of(&run(&s, &empty, &facts, 2, start + 3599), "bandit")
+        );
     }
 }
 
