@@ -127,17 +127,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Validate { file } => match Snapshot::parse(&read(&file)?) {
             Ok(snapshot) => {
-                println!(
+                emit(&format!(
                     "ok: snapshot {} ({} experiments, {} flags)",
                     snapshot.version,
                     snapshot.experiments.len(),
                     snapshot.flag_set.keys().count()
-                );
+                ));
                 Ok(ExitCode::SUCCESS)
             }
             Err(invalid) => {
                 for issue in &invalid.0 {
-                    println!("{issue}");
+                    emit(&issue.to_string());
                 }
                 Ok(ExitCode::FAILURE)
             }
@@ -152,10 +152,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 serde_json::from_str(&context).map_err(|e| format!("--context: {e}"))?;
             let flags = load_flags(&file)?;
             let resolution = flags.evaluate(&key, &context, now.unwrap_or_else(unix_now));
-            println!(
-                "{}",
-                serde_json::to_string(&resolution).map_err(|e| e.to_string())?
-            );
+            emit(&serde_json::to_string(&resolution).map_err(|e| e.to_string())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Decide { snapshot, visit } => {
@@ -163,10 +160,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let posteriors = load_posteriors(visit.posteriors.as_deref())?;
             let facts = visit.facts()?;
             let decision = decide(&visit.input(&snapshot, &posteriors, &facts)?);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?
-            );
+            emit(&serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Rewrite {
@@ -224,9 +218,9 @@ fn rewrite_stdin(
 fn token(action: TokenAction) -> Result<ExitCode, String> {
     match action {
         TokenAction::Sign { json, hmac_key } => {
-            let token: DecisionToken =
+            let fields: TokenFields =
                 serde_json::from_str(&json).map_err(|e| format!("token JSON: {e}"))?;
-            println!("{}", token.sign(hmac_key.as_bytes()));
+            emit(&DecisionToken::from(fields).sign(hmac_key.as_bytes()));
             Ok(ExitCode::SUCCESS)
         }
         TokenAction::Verify {
@@ -242,19 +236,65 @@ fn token(action: TokenAction) -> Result<ExitCode, String> {
                 window,
             ) {
                 Ok(token) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&token).map_err(|e| e.to_string())?
+                    emit(
+                        &serde_json::to_string_pretty(&TokenFields::from(token))
+                            .map_err(|e| e.to_string())?,
                     );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    println!("{}", json!({ "valid": false, "reason": e.to_string() }));
+                    emit(&json!({ "valid": false, "reason": e.to_string() }).to_string());
                     Ok(ExitCode::FAILURE)
                 }
             }
         }
     }
+}
+
+/// A token's fields under readable names (the wire format uses one letter each).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenFields {
+    decision_id: String,
+    experiment: String,
+    arm: String,
+    propensity: f64,
+    policy_version: String,
+    issued_at: u64,
+    unit: String,
+}
+
+impl From<TokenFields> for DecisionToken {
+    fn from(f: TokenFields) -> Self {
+        DecisionToken {
+            decision_id: f.decision_id,
+            experiment: f.experiment,
+            arm: f.arm,
+            propensity: f.propensity,
+            policy_version: f.policy_version,
+            issued_at: f.issued_at,
+            unit: f.unit,
+        }
+    }
+}
+
+impl From<DecisionToken> for TokenFields {
+    fn from(t: DecisionToken) -> Self {
+        TokenFields {
+            decision_id: t.decision_id,
+            experiment: t.experiment,
+            arm: t.arm,
+            propensity: t.propensity,
+            policy_version: t.policy_version,
+            issued_at: t.issued_at,
+            unit: t.unit,
+        }
+    }
+}
+
+/// Prints a line; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn emit(text: &str) {
+    let _ = writeln!(io::stdout().lock(), "{text}");
 }
 
 impl Visit {
