@@ -42,7 +42,9 @@ struct Injection {
 }
 
 fn repo_dir(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// Writes `input` in pieces of the given sizes (the rest in one last piece).
@@ -159,7 +161,10 @@ fn landing_mutations() -> Vec<Mutation> {
 #[test]
 fn landing_page_gets_the_five_mutations_and_nothing_else() {
     let page = std::fs::read(repo_dir("tests/pages/landing.html")).expect("landing page");
-    assert!(page.len() > 90_000, "the landing page should be about 100 KB");
+    assert!(
+        page.len() > 90_000,
+        "the landing page should be about 100 KB"
+    );
     let injection = PageInjection {
         beacon_src: "/_sw/beacon.js".to_owned(),
         decisions_json: r#"{"tokens":["t1"]}"#.to_owned(),
