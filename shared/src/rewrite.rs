@@ -19,6 +19,15 @@
 //!   Byte order marks are not sniffed. Encodings that are not ASCII-compatible (UTF-16,
 //!   ISO-2022-JP) cannot be rewritten: [`PageRewriter::new`] refuses them.
 //! - Only `text/html` is rewritten ([`is_html`]); anything else passes through untouched.
+//!
+//! Actions: `set_text` escapes its value; `set_html`, `insert_*`, `append`, `prepend` insert
+//! it as markup; content actions do nothing on void elements. `set_attr`'s value is the
+//! literal the browser will read (`&` and `"` are escaped). `add_class` / `remove_class` take
+//! one or more whitespace-separated names and keep the other classes as they are; a tag whose
+//! class list does not change stays byte-identical. `hide` appends `display:none !important`
+//! to the existing `style` and ignores the value. Selectors qualified by a tag name
+//! (`section#hero`) match markedly faster than bare `#id` ones: lol_html then skips the
+//! attributes of other tags.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
