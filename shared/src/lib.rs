@@ -14,6 +14,7 @@
 mod aggregate;
 mod bandit;
 mod decide;
+mod edge;
 mod event;
 mod feedback;
 mod flags;
@@ -32,6 +33,11 @@ pub use aggregate::{
 };
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
 pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
+pub use edge::{
+    BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, RESERVED_PREFIX, Route,
+    duplicate_feedback, feedback, feedback_accepted, feedback_unavailable, gate_response,
+    health_json, page_headers, queue_messages, route, unit_cookie,
+};
 pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};

@@ -1,0 +1,432 @@
+//! What every edge adapter does the same way, so Workers and Spin answer byte for byte alike:
+//! the reserved routes, the response headers of a page, the unit cookie, the gate's pages, the
+//! beacon script, the feedback flow and the health document. Adapters move bytes; these
+//! functions say which bytes.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::decide::PageDecision;
+use crate::event::Event;
+use crate::feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback};
+use crate::gate::{GateAction, GateVerdict, gate};
+use crate::request::{RequestFacts, UNIT_COOKIE};
+use crate::snapshot::{Destination, Snapshot};
+
+/// Every path under this prefix belongs to Stellwerk, never to the origin.
+pub const RESERVED_PREFIX: &str = "/_stellwerk/";
+
+/// Where the injected beacon script is served.
+pub const BEACON_PATH: &str = "/_stellwerk/beacon.js";
+
+/// The beacon script pages load: it reads the decisions the edge injected and reports clicks,
+/// conversions and custom events for each of them.
+pub const BEACON_JS: &str = include_str!("beacon.js");
+
+/// How long the unit cookie lives.
+pub const UNIT_COOKIE_MAX_AGE_SECONDS: u64 = 365 * 24 * 3600;
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A page (or any origin resource): gate, decide, fetch, rewrite.
+    Page,
+    /// `POST /_stellwerk/feedback`.
+    Feedback,
+    /// `GET /_stellwerk/beacon.js`.
+    BeaconScript,
+    /// `GET /_stellwerk/health`.
+    Health,
+    /// A reserved path with the wrong method.
+    MethodNotAllowed,
+    /// Any other reserved path.
+    NotFound,
+}
+
+pub fn route(method: &str, path: &str) -> Route {
+    if !path.starts_with(RESERVED_PREFIX) {
+        return Route::Page;
+    }
+    let wanted = match path {
+        "/_stellwerk/feedback" => ("POST", Route::Feedback),
+        BEACON_PATH => ("GET", Route::BeaconScript),
+        "/_stellwerk/health" => ("GET", Route::Health),
+        _ => return Route::NotFound,
+    };
+    if method.eq_ignore_ascii_case(wanted.0)
+        || (wanted.0 == "GET" && method.eq_ignore_ascii_case("HEAD"))
+    {
+        wanted.1
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+/// A complete response the edge produces itself (not the origin's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl EdgeResponse {
+    /// A JSON response that no cache keeps.
+    pub fn json(status: u16, body: String) -> Self {
+        EdgeResponse {
+            status,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("cache-control".into(), "no-store".into()),
+            ],
+            body: body.into_bytes(),
+        }
+    }
+
+    pub fn error(status: u16, code: &str, reason: &str) -> Self {
+        Self::json(
+            status,
+            json!({ "error": code, "reason": reason }).to_string(),
+        )
+    }
+
+    pub fn beacon_script() -> Self {
+        EdgeResponse {
+            status: 200,
+            headers: vec![
+                (
+                    "content-type".into(),
+                    "text/javascript; charset=utf-8".into(),
+                ),
+                ("cache-control".into(), "public, max-age=300".into()),
+            ],
+            body: BEACON_JS.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// The response for a request the gate stopped, or `None` when the page may be served.
+pub fn gate_response(verdict: &GateVerdict) -> Option<EdgeResponse> {
+    let (status, title, text) = match verdict.action {
+        GateAction::Allow | GateAction::Tag => return None,
+        GateAction::Block => (
+            403,
+            "Access denied",
+            "This request looks automated and was blocked.",
+        ),
+        GateAction::Challenge => (
+            429,
+            "Checking your browser",
+            "Please confirm you are human to continue.",
+        ),
+    };
+    // The challenge page is a hook: a site plugs its Turnstile-compatible widget into the
+    // element with id `stellwerk-challenge`.
+    let widget = if verdict.action == GateAction::Challenge {
+        r#"<div id="stellwerk-challenge" data-stellwerk-challenge="turnstile"></div>"#
+    } else {
+        ""
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{text}</p>{widget}</body></html>\n"
+    );
+    Some(EdgeResponse {
+        status,
+        headers: vec![
+            ("content-type".into(), "text/html; charset=utf-8".into()),
+            ("cache-control".into(), "no-store".into()),
+            ("x-stellwerk-gate".into(), gate_header(verdict)),
+        ],
+        body: body.into_bytes(),
+    })
+}
+
+fn gate_header(verdict: &GateVerdict) -> String {
+    let action = match verdict.action {
+        GateAction::Allow => "allow",
+        GateAction::Tag => "tag",
+        GateAction::Block => "block",
+        GateAction::Challenge => "challenge",
+    };
+    format!("{action}; score={:.3}", verdict.score)
+}
+
+/// The headers of a page response: the origin's, adjusted for what the edge did to the body.
+///
+/// A rewritten body loses `content-length` and validators (they described the origin's bytes);
+/// a personalised response is never cached publicly; a new visitor gets the unit cookie.
+pub fn page_headers(
+    origin: &[(String, String)],
+    decision: &PageDecision,
+    rewritten: bool,
+    secure: bool,
+) -> Vec<(String, String)> {
+    let personalised = decision.is_personalised() || decision.new_unit_id.is_some();
+    let mut headers: Vec<(String, String)> = origin
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            let body_bound = matches!(name.as_str(), "content-length" | "etag" | "content-md5");
+            !(rewritten && body_bound) && !(personalised && name == "cache-control")
+        })
+        .cloned()
+        .collect();
+    if personalised {
+        headers.push(("cache-control".into(), "private, no-store".into()));
+        let vary = headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case("vary"));
+        match vary {
+            Some((_, value)) if !value.to_ascii_lowercase().contains("cookie") => {
+                value.push_str(", Cookie")
+            }
+            Some(_) => {}
+            None => headers.push(("vary".into(), "Cookie".into())),
+        }
+    }
+    if let Some(id) = &decision.new_unit_id {
+        headers.push(("set-cookie".into(), unit_cookie(id, secure)));
+    }
+    headers.push(("x-stellwerk".into(), decision_header(decision)));
+    headers
+}
+
+/// `Set-Cookie` value for a unit id.
+pub fn unit_cookie(unit_id: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{UNIT_COOKIE}={unit_id}; Path=/; Max-Age={UNIT_COOKIE_MAX_AGE_SECONDS}; SameSite=Lax; HttpOnly{secure}"
+    )
+}
+
+/// A short, public summary of the decision for debugging (`experiment=arm` pairs).
+fn decision_header(decision: &PageDecision) -> String {
+    if decision.kill_switch {
+        return "kill-switch".into();
+    }
+    let arms: Vec<String> = decision
+        .assignments
+        .iter()
+        .map(|a| format!("{}={}", a.experiment, a.arm))
+        .collect();
+    if arms.is_empty() {
+        "none".into()
+    } else {
+        arms.join(", ")
+    }
+}
+
+/// The result of a feedback request, before the adapter's duplicate check.
+pub enum FeedbackOutcome {
+    /// Enqueue `accepted.event`, unless the adapter has already seen `accepted.dedupe_key`.
+    Accepted(AcceptedFeedback),
+    Rejected(EdgeResponse),
+}
+
+/// Verifies and routes a beacon. The beacon's own request is gated too: feedback from a request
+/// that looks automated is quarantined, never counted by a bandit.
+pub fn feedback(
+    body: &[u8],
+    snapshot: &Snapshot,
+    facts: &RequestFacts,
+    token_key: &[u8],
+    now: u64,
+) -> FeedbackOutcome {
+    let consent = facts.consent(&snapshot.privacy);
+    match accept_feedback(
+        body,
+        &snapshot.feedback,
+        &snapshot.experiments,
+        token_key,
+        now,
+        consent,
+    ) {
+        Ok(mut accepted) => {
+            let verdict = gate(&snapshot.fraud, facts);
+            accepted.event.fraud_score = Some(verdict.score);
+            if verdict.is_suspect() {
+                accepted.event.quarantine();
+                accepted.destinations = vec![Destination::Quarantine];
+            }
+            FeedbackOutcome::Accepted(accepted)
+        }
+        Err(rejection) => FeedbackOutcome::Rejected(rejection_response(&rejection)),
+    }
+}
+
+fn rejection_response(rejection: &FeedbackRejection) -> EdgeResponse {
+    EdgeResponse::json(rejection.status, rejection.to_json())
+}
+
+/// The answer to a beacon whose dedupe key was seen before.
+pub fn duplicate_feedback() -> EdgeResponse {
+    EdgeResponse::error(409, "duplicate", "this feedback was already received")
+}
+
+/// The answer to an accepted beacon.
+pub fn feedback_accepted(accepted: &AcceptedFeedback) -> EdgeResponse {
+    EdgeResponse::json(
+        202,
+        json!({ "accepted": true, "id": accepted.event.id, "destinations": accepted.destinations })
+            .to_string(),
+    )
+}
+
+/// The answer when feedback arrives before any snapshot is active.
+pub fn feedback_unavailable() -> EdgeResponse {
+    EdgeResponse::error(503, "no_snapshot", "no valid snapshot is active yet")
+}
+
+/// Counters an edge instance keeps about itself, reported by `health`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeCounters {
+    pub requests: u64,
+    /// Pages served untouched because the engine failed (by reason).
+    pub fallbacks: std::collections::BTreeMap<String, u64>,
+}
+
+impl EdgeCounters {
+    pub fn fallback(&mut self, reason: &str) {
+        *self.fallbacks.entry(reason.to_owned()).or_default() += 1;
+    }
+}
+
+/// Serialises events for the queue: one JSON document per event.
+pub fn queue_messages(events: &[Event]) -> Vec<String> {
+    events.iter().map(Event::to_json).collect()
+}
+
+/// The `health` document: what is active and how this instance has fared.
+pub fn health_json(
+    platform: &str,
+    snapshot_version: Option<&str>,
+    posteriors_version: Option<u64>,
+    sync: &Value,
+    counters: &EdgeCounters,
+) -> String {
+    json!({
+        "status": if snapshot_version.is_some() { "ok" } else { "no_snapshot" },
+        "platform": platform,
+        "snapshot": snapshot_version,
+        "posteriors": posteriors_version,
+        "sync": sync,
+        "instance": counters,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ConsentState;
+    use crate::snapshot::GateMode;
+
+    fn decision(new_unit: Option<&str>) -> PageDecision {
+        PageDecision {
+            gate: GateVerdict {
+                score: 0.0,
+                mode: GateMode::Monitor,
+                action: GateAction::Allow,
+                reasons: vec![],
+            },
+            consent: ConsentState::Unknown,
+            new_unit_id: new_unit.map(str::to_owned),
+            unit: None,
+            kill_switch: false,
+            flags: vec![],
+            assignments: vec![],
+            mutations: vec![],
+            events: vec![],
+        }
+    }
+
+    #[test]
+    fn reserved_routes_and_methods() {
+        assert_eq!(route("GET", "/"), Route::Page);
+        assert_eq!(route("POST", "/checkout"), Route::Page);
+        assert_eq!(route("POST", "/_stellwerk/feedback"), Route::Feedback);
+        assert_eq!(
+            route("GET", "/_stellwerk/feedback"),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(route("HEAD", "/_stellwerk/health"), Route::Health);
+        assert_eq!(route("GET", "/_stellwerk/beacon.js"), Route::BeaconScript);
+        assert_eq!(route("GET", "/_stellwerk/secret"), Route::NotFound);
+    }
+
+    #[test]
+    fn untouched_pages_keep_the_origin_headers() {
+        let origin = vec![
+            (
+                "content-type".to_owned(),
+                "text/html; charset=iso-8859-1".to_owned(),
+            ),
+            ("cache-control".to_owned(), "public, max-age=60".to_owned()),
+            ("content-length".to_owned(), "1234".to_owned()),
+        ];
+        let headers = page_headers(&origin, &decision(None), false, true);
+        assert_eq!(&headers[..3], &origin[..]);
+        assert_eq!(headers[3], ("x-stellwerk".to_owned(), "none".to_owned()));
+    }
+
+    #[test]
+    fn personalised_pages_are_private_and_rewritten_ones_lose_their_length() {
+        let origin = vec![
+            (
+                "content-type".to_owned(),
+                "text/html; charset=utf-8".to_owned(),
+            ),
+            ("cache-control".to_owned(), "public, max-age=60".to_owned()),
+            ("content-length".to_owned(), "1234".to_owned()),
+            ("etag".to_owned(), "\"abc\"".to_owned()),
+            ("vary".to_owned(), "Accept-Encoding".to_owned()),
+        ];
+        let id = "0123456789abcdef0123456789abcdef";
+        let headers = page_headers(&origin, &decision(Some(id)), true, true);
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(get("content-length"), None);
+        assert_eq!(get("etag"), None);
+        assert_eq!(get("cache-control"), Some("private, no-store"));
+        assert_eq!(get("vary"), Some("Accept-Encoding, Cookie"));
+        let cookie = get("set-cookie").unwrap();
+        assert!(
+            cookie.starts_with(&format!("stellwerk_id={id};"))
+                && cookie.contains("HttpOnly")
+                && cookie.ends_with("Secure")
+        );
+    }
+
+    #[test]
+    fn blocked_and_challenged_requests_get_their_pages() {
+        let mut verdict = GateVerdict {
+            score: 0.95,
+            mode: GateMode::Block,
+            action: GateAction::Block,
+            reasons: vec![],
+        };
+        let blocked = gate_response(&verdict).unwrap();
+        assert_eq!(blocked.status, 403);
+        assert!(
+            blocked
+                .headers
+                .contains(&("x-stellwerk-gate".into(), "block; score=0.950".into()))
+        );
+        verdict.action = GateAction::Challenge;
+        let challenge = gate_response(&verdict).unwrap();
+        assert!(
+            String::from_utf8(challenge.body)
+                .unwrap()
+                .contains("stellwerk-challenge")
+        );
+        verdict.action = GateAction::Tag;
+        assert!(gate_response(&verdict).is_none());
+    }
+}
