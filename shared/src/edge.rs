@@ -168,7 +168,8 @@ pub fn page_headers(
         .filter(|(name, _)| {
             let name = name.to_ascii_lowercase();
             let body_bound = matches!(name.as_str(), "content-length" | "etag" | "content-md5");
-            !(rewritten && body_bound) && !(personalised && name == "cache-control")
+            let replaced = personalised && name == "cache-control";
+            !((rewritten && body_bound) || replaced)
         })
         .cloned()
         .collect();
@@ -220,7 +221,7 @@ fn decision_header(decision: &PageDecision) -> String {
 /// The result of a feedback request, before the adapter's duplicate check.
 pub enum FeedbackOutcome {
     /// Enqueue `accepted.event`, unless the adapter has already seen `accepted.dedupe_key`.
-    Accepted(AcceptedFeedback),
+    Accepted(Box<AcceptedFeedback>),
     Rejected(EdgeResponse),
 }
 
@@ -249,7 +250,7 @@ pub fn feedback(
                 accepted.event.quarantine();
                 accepted.destinations = vec![Destination::Quarantine];
             }
-            FeedbackOutcome::Accepted(accepted)
+            FeedbackOutcome::Accepted(Box::new(accepted))
         }
         Err(rejection) => FeedbackOutcome::Rejected(rejection_response(&rejection)),
     }
