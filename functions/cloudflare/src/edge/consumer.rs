@@ -8,18 +8,24 @@ use crate::status::{ConsumerStatus, DeadLetterStatus, QueuedEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use wasm_bindgen::JsValue;
 use worker::{Env, KvStore, MessageBatch, MessageExt, Result, console_warn};
 
 /// Aggregates one batch of events. Messages that are not events are retried (and reach the
-/// dead-letter queue after `max_retries`); a failed KV write fails the batch, so the runtime
-/// redelivers every message not yet acknowledged.
-pub async fn events(batch: MessageBatch<Value>, env: &Env, now_ms: f64) -> Result<()> {
-    let messages = batch.messages()?;
-    let mut accepted = Vec::with_capacity(messages.len());
-    let mut to_ack = Vec::with_capacity(messages.len());
+/// dead-letter queue after `max_retries`); a failed KV write returns the error before any
+/// message is acknowledged, and the caller retries the whole batch.
+pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Result<()> {
+    let mut accepted = Vec::new();
+    let mut to_ack = Vec::new();
     let mut rejected = 0;
-    for message in &messages {
-        match serde_json::from_value::<QueuedEvent>(message.body().clone()) {
+    // Bodies are decoded one by one: a single malformed message must not fail its batch.
+    for message in batch.raw_iter() {
+        let event = body_json(&message.body())
+            .ok_or_else(|| "body is not JSON".to_string())
+            .and_then(|body| {
+                serde_json::from_value::<QueuedEvent>(body).map_err(|error| error.to_string())
+            });
+        match event {
             Ok(event) => {
                 accepted.push(event);
                 to_ack.push(message);
@@ -49,11 +55,10 @@ pub async fn events(batch: MessageBatch<Value>, env: &Env, now_ms: f64) -> Resul
 }
 
 /// Records dead letters in KV so an operator can see what was given up on.
-pub async fn dead_letters(batch: MessageBatch<Value>, env: &Env, now_ms: f64) -> Result<()> {
+pub async fn dead_letters(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Result<()> {
     let bodies = batch
-        .messages()?
-        .into_iter()
-        .map(|message| message.into_body())
+        .raw_iter()
+        .map(|message| body_json(&message.body()).unwrap_or(Value::Null))
         .collect();
     let kv = env.kv(KV)?;
     let mut status: DeadLetterStatus = read_record(&kv, keys::DEAD_LETTER_STATUS).await?;
@@ -61,6 +66,13 @@ pub async fn dead_letters(batch: MessageBatch<Value>, env: &Env, now_ms: f64) ->
     write_record(&kv, keys::DEAD_LETTER_STATUS, &status).await?;
     batch.ack_all();
     Ok(())
+}
+
+/// A message body as JSON. Bodies are sent as JSON (`contentType: "json"`), so this is exact;
+/// `None` for anything `JSON.stringify` cannot express.
+fn body_json(body: &JsValue) -> Option<Value> {
+    let text = js_sys::JSON::stringify(body).ok()?.as_string()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// A progress record, or a fresh one when the key is absent or unreadable (a corrupt record

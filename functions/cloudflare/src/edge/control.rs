@@ -5,7 +5,10 @@ use super::isolate;
 use crate::admin::is_admin;
 use crate::bindings::{EVENTS, KV, MAX_EVENTS_PER_BATCH, keys, secrets};
 use serde_json::{Value, json};
-use worker::{Context, Env, Method, Request, Response, Result, console_error};
+use worker::{
+    Context, Env, Method, QueueContentType, RawMessageBuilder, Request, Response, Result,
+    SendMessage, console_error,
+};
 
 /// Dispatches a control route (`route` is the path after `/_stellwerk/`).
 pub async fn handle(
@@ -108,8 +111,17 @@ pub fn send_events(ctx: &Context, env: &Env, events: Vec<Value>) -> Result<()> {
         return Ok(());
     }
     let queue = env.queue(EVENTS)?;
+    // Plain JSON objects on the wire (serde-wasm-bindgen would send maps as JS `Map`s), so any
+    // consumer, and an operator reading the dead letters, sees ordinary JSON.
+    let messages = events
+        .iter()
+        .map(|event| {
+            let body = js_sys::JSON::parse(&serde_json::to_string(event)?)?;
+            Ok(RawMessageBuilder::new(body).build_with_content_type(QueueContentType::Json))
+        })
+        .collect::<Result<Vec<SendMessage<_>>>>()?;
     ctx.wait_until(async move {
-        if let Err(error) = queue.send_batch(events).await {
+        if let Err(error) = queue.send_raw_batch(messages).await {
             console_error!("stellwerk: queue send failed: {error}");
         }
     });

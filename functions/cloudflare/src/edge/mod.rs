@@ -7,6 +7,7 @@ mod page;
 mod sync;
 
 use crate::bindings::DEAD_LETTER_QUEUE;
+use wasm_bindgen::JsValue;
 use worker::{
     Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
     console_error, event,
@@ -35,14 +36,23 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     })
 }
 
+/// Bodies are read raw (`JsValue`) and decoded per message by the consumers.
 #[event(queue)]
-async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<()> {
     let now = now_ms();
-    if batch.queue() == DEAD_LETTER_QUEUE {
-        consumer::dead_letters(batch, &env, now).await
+    let queue = batch.queue();
+    let result = if queue == DEAD_LETTER_QUEUE {
+        consumer::dead_letters(&batch, &env, now).await
     } else {
-        consumer::events(batch, &env, now).await
+        consumer::events(&batch, &env, now).await
+    };
+    // workers-rs turns an `Err` from this handler into a panic, which resets the wasm instance
+    // (and this isolate's caches); ask for redelivery explicitly instead.
+    if let Err(error) = result {
+        console_error!("stellwerk: {queue}: batch failed, retrying: {error}");
+        batch.retry_all();
     }
+    Ok(())
 }
 
 #[event(scheduled)]
