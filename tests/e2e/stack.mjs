@@ -1,15 +1,14 @@
 // Starts what an end-to-end test needs and stops it again: the demo origin (in this process),
-// seeded local KV and R2, and the Worker in wrangler's dev server (workerd) through wrangler's
-// Node API, with the DevTools inspector off (the CLI's inspector proxy buffers every
-// subrequest body; see ARCHITECTURE.md).
+// seeded local KV and R2 in a fresh directory, and the Worker in wrangler's dev server (workerd)
+// with the inspector off (scripts/local-edge.mjs).
 import { mkdir, mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { unstable_startWorker } from 'wrangler';
 import { startOrigin } from '../../demo/origin/server.mjs';
-import { ROOT, seed } from '../../scripts/seed.mjs';
+import { seed } from '../../scripts/seed.mjs';
+import { startEdge } from '../../scripts/local-edge.mjs';
 import { ensureDevVars } from '../../scripts/dev-vars.mjs';
 
 /** A TCP port nobody listens on right now. */
@@ -49,27 +48,13 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, logLevel = proce
 
   const adminToken = randomBytes(16).toString('hex');
   const port = await freePort();
-  const bindings = {
-    ORIGIN_URL: { type: 'plain_text', value: origin.url },
-    ADMIN_TOKEN: { type: 'secret_text', value: adminToken },
-  };
-  for (const [name, value] of Object.entries(vars)) {
-    bindings[name] = { type: 'plain_text', value: String(value) };
-  }
-  const worker = await unstable_startWorker({
-    config: path.join(ROOT, 'wrangler.toml'),
-    bindings,
-    sendMetrics: false,
-    dev: {
-      inspector: false,
-      server: { hostname: '127.0.0.1', port },
-      persist: persistTo,
-      watch: false,
-      logLevel,
-    },
+  const { url, worker } = await startEdge({
+    port,
+    persistTo,
+    vars: { ORIGIN_URL: origin.url, ...vars },
+    secrets: { ADMIN_TOKEN: adminToken },
+    logLevel,
   });
-  await worker.ready;
-  const url = (await worker.url).origin;
   lap('worker_start_ms');
 
   // The runtime gzips responses for clients that accept it (as Cloudflare's edge does), and its
