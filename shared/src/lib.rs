@@ -23,6 +23,10 @@ mod token;
 mod validate;
 
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason};
+pub use model::{
+    FeatureSpec, Golden, Model, ModelError, ModelManifest, TensorSpec, build_features,
+    canary_serves_candidate,
+};
 pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
