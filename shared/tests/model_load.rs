@@ -255,3 +255,16 @@ fn run_checks_the_input_length() {
         }
     );
 }
+
+#[test]
+fn operators_outside_the_supported_set_are_refused() {
+    // The demo's `label` output goes through ArgMax, which is not supported; `probabilities`
+    // loads because the label branch is pruned before import.
+    let mut value = manifest_json();
+    value["outputs"][0]["name"] = json!("label");
+    value["outputs"][0]["shape"] = json!([1]);
+    value["golden"]["output"] = json!([1.0]);
+    let err = Model::load(manifest_from(value), ONNX).unwrap_err();
+    assert!(matches!(err, ModelError::Unparseable(_)), "{err}");
+    assert!(err.to_string().contains("\"ArgMax\""), "{err}");
+}
