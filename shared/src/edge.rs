@@ -340,6 +340,8 @@ mod tests {
             assignments: vec![],
             mutations: vec![],
             events: vec![],
+            models: Default::default(),
+            fallbacks: vec![],
         }
     }
 
