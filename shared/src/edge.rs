@@ -6,12 +6,14 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::aggregate::PosteriorSnapshot;
 use crate::decide::PageDecision;
 use crate::event::Event;
 use crate::feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback};
 use crate::gate::{GateAction, GateVerdict, gate};
 use crate::request::{RequestFacts, UNIT_COOKIE};
 use crate::snapshot::{Destination, Snapshot};
+use crate::sync::ActivePointers;
 
 /// Every path under this prefix belongs to Stellwerk, never to the origin.
 pub const RESERVED_PREFIX: &str = "/_stellwerk/";
@@ -37,6 +39,8 @@ pub enum Route {
     BeaconScript,
     /// `GET /_stellwerk/health`.
     Health,
+    /// `POST /_stellwerk/conformance` (admin only): runs a conformance vector through the core.
+    Conformance,
     /// A reserved path with the wrong method.
     MethodNotAllowed,
     /// Any other reserved path.
@@ -51,6 +55,7 @@ pub fn route(method: &str, path: &str) -> Route {
         "/_stellwerk/feedback" => ("POST", Route::Feedback),
         BEACON_PATH => ("GET", Route::BeaconScript),
         "/_stellwerk/health" => ("GET", Route::Health),
+        "/_stellwerk/conformance" => ("POST", Route::Conformance),
         _ => return Route::NotFound,
     };
     if method.eq_ignore_ascii_case(wanted.0)
@@ -299,20 +304,52 @@ pub fn queue_messages(events: &[Event]) -> Vec<String> {
     events.iter().map(Event::to_json).collect()
 }
 
-/// The `health` document: what is active and how this instance has fared.
+/// The `health` document: what is active, what the last sync refused, and how this instance
+/// has fared.
 pub fn health_json(
     platform: &str,
-    snapshot_version: Option<&str>,
-    posteriors_version: Option<u64>,
-    sync: &Value,
+    snapshot: Option<&Snapshot>,
+    posteriors: &PosteriorSnapshot,
+    pointers: &ActivePointers,
     counters: &EdgeCounters,
 ) -> String {
+    let models: serde_json::Map<String, Value> = pointers
+        .models
+        .iter()
+        .map(|(name, p)| {
+            let candidate = p.candidate.as_ref().map(|c| {
+                json!({ "version": c.manifest.version, "canaryPercent": c.manifest.canary_percent })
+            });
+            (
+                name.clone(),
+                json!({ "stable": p.stable.manifest.version, "candidate": candidate }),
+            )
+        })
+        .collect();
+    let experiments: serde_json::Map<String, Value> = posteriors
+        .experiments
+        .iter()
+        .map(|(key, posterior)| {
+            let arms: serde_json::Map<String, Value> = posterior
+                .arms
+                .iter()
+                .map(|(arm, stats)| {
+                    let probability = posterior.probabilities.get(arm);
+                    (arm.clone(), json!({ "exposures": stats.exposures, "rewards": stats.rewards, "pBest": probability }))
+                })
+                .collect();
+            (key.clone(), json!({ "arms": arms, "quarantined": posterior.quarantined }))
+        })
+        .collect();
     json!({
-        "status": if snapshot_version.is_some() { "ok" } else { "no_snapshot" },
+        "status": if snapshot.is_some() { "ok" } else { "no_snapshot" },
         "platform": platform,
-        "snapshot": snapshot_version,
-        "posteriors": posteriors_version,
-        "sync": sync,
+        "snapshot": snapshot.map(|s| s.version.as_str()),
+        "killSwitch": snapshot.map(|s| s.kill_switch),
+        "models": models,
+        "lastSync": pointers.last_sync,
+        "refusals": pointers.refusals,
+        "posteriors": { "version": posteriors.version, "updatedAt": posteriors.updated_at, "experiments": experiments },
         "instance": counters,
     })
     .to_string()
