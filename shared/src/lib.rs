@@ -60,8 +60,9 @@ pub use snapshot::{
     SNAPSHOT_SCHEMA, Snapshot,
 };
 pub use sync::{
-    ActivePointers, ModelObjects, ModelPointer, ModelPointers, ModelRelease, ObjectRef, Refusal,
-    SnapshotPointer, SyncManifest, sha256_hex, verify_model, verify_snapshot,
+    ActivePointers, MANIFEST_KEY, ModelObjects, ModelPointer, ModelPointers, ModelRelease,
+    ObjectRef, Refusal, SnapshotPointer, SyncManifest, SyncOutcome, SyncStep, sha256_hex,
+    sync_step, verify_model, verify_snapshot,
 };
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use validate::{Invalid, Issue};
