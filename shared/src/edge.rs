@@ -41,6 +41,8 @@ pub enum Route {
     Health,
     /// `POST /_stellwerk/conformance` (admin only): runs a conformance vector through the core.
     Conformance,
+    /// `GET /_stellwerk/status` (admin only): the background parts' progress records.
+    Status,
     /// A reserved path with the wrong method.
     MethodNotAllowed,
     /// Any other reserved path.
@@ -56,6 +58,7 @@ pub fn route(method: &str, path: &str) -> Route {
         BEACON_PATH => ("GET", Route::BeaconScript),
         "/_stellwerk/health" => ("GET", Route::Health),
         "/_stellwerk/conformance" => ("POST", Route::Conformance),
+        "/_stellwerk/status" => ("GET", Route::Status),
         _ => return Route::NotFound,
     };
     if method.eq_ignore_ascii_case(wanted.0)
