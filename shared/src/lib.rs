@@ -13,6 +13,7 @@
 
 mod aggregate;
 mod bandit;
+pub mod conformance;
 mod decide;
 mod edge;
 mod event;
