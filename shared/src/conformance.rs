@@ -397,6 +397,8 @@ fn decide_vector(v: &Value) -> Result<Value, String> {
         },
         random,
         now: whole(v, "now")?,
+        // Decide vectors carry no model; model scoring is checked in shared/tests/decide.rs.
+        models: &[],
     });
     to_json(&decision)
 }

@@ -40,6 +40,7 @@ fn decide_vector(path: &str, v: &Value) -> PageDecision {
         },
         random: random_bytes(v["random"].as_str().unwrap()),
         now: v["now"].as_u64().unwrap(),
+        models: &[],
     })
 }
 
