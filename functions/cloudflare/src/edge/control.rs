@@ -5,11 +5,11 @@
 use super::isolate;
 use super::page::{request_facts, secret};
 use crate::admin::is_admin;
-use crate::bindings::{EVENTS, KV, keys, secrets};
+use crate::bindings::{EVENTS, KV, MODELS, keys, secrets};
 use serde_json::Value;
 use stellwerk_core::{
-    EdgeResponse, Event, FeedbackOutcome, Route, duplicate_feedback, feedback, feedback_accepted,
-    feedback_unavailable, health_json,
+    EdgeResponse, Event, FeedbackOutcome, Route, Snapshot, duplicate_feedback, feedback,
+    feedback_accepted, feedback_unavailable, health_json, object_key, snapshot_pushed,
 };
 use worker::{
     Context, Env, Headers, QueueContentType, RawMessageBuilder, Request, Response, Result,
@@ -24,8 +24,7 @@ pub async fn handle(
     ctx: &Context,
     now_ms: f64,
 ) -> Result<Response> {
-    let admin_only = matches!(route, Route::Status | Route::Conformance);
-    if admin_only && !admin(&req, env)? {
+    if route.is_admin() && !admin(&req, env)? {
         return edge_response(EdgeResponse::error(
             401,
             "unauthorized",
@@ -38,6 +37,18 @@ pub async fn handle(
         Route::Health => health(env, now_ms).await,
         Route::Status => status(env).await,
         Route::Conformance => conformance(&mut req).await,
+        Route::PushSnapshot => push_snapshot(&mut req, env).await,
+        Route::PutObject => put_object(&mut req, env).await,
+        Route::SyncNow => {
+            super::sync::run(env, now_ms).await;
+            let pointers = env
+                .kv(KV)?
+                .get(keys::MODEL_POINTERS)
+                .text()
+                .await?
+                .unwrap_or_else(|| "{}".into());
+            edge_response(EdgeResponse::json(200, pointers))
+        }
         Route::MethodNotAllowed => edge_response(EdgeResponse::error(
             405,
             "method_not_allowed",
@@ -169,6 +180,34 @@ async fn conformance(req: &mut Request) -> Result<Response> {
         Ok(output) => edge_response(EdgeResponse::json(200, output.to_string())),
         Err(reason) => edge_response(EdgeResponse::error(422, "invalid_vector", &reason)),
     }
+}
+
+/// `PUT /_stellwerk/admin/snapshot`: the core validates; only a valid document reaches KV.
+async fn push_snapshot(req: &mut Request, env: &Env) -> Result<Response> {
+    let body = req.bytes().await?;
+    let parsed = Snapshot::parse(&body);
+    if parsed.is_ok() {
+        env.kv(KV)?
+            .put_bytes(keys::SNAPSHOT, &body)?
+            .execute()
+            .await?;
+        isolate::invalidate();
+    }
+    edge_response(snapshot_pushed(&parsed))
+}
+
+/// `PUT /_stellwerk/admin/objects/{key}`: publishes an object to R2. Nothing serves from it until
+/// a sync has verified it.
+async fn put_object(req: &mut Request, env: &Env) -> Result<Response> {
+    let path = req.path();
+    let key = object_key(&path).unwrap_or_default().to_owned();
+    let body = req.bytes().await?;
+    let size = body.len();
+    env.bucket(MODELS)?.put(&key, body).execute().await?;
+    edge_response(EdgeResponse::json(
+        201,
+        serde_json::json!({ "key": key, "bytes": size }).to_string(),
+    ))
 }
 
 /// Sends events to the queue after the response has gone out.
