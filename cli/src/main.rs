@@ -424,7 +424,13 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A file's bytes; `-` reads standard input.
 fn read(path: &Path) -> Result<Vec<u8>, String> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        io::stdin().read_to_end(&mut bytes).map_err(|e| format!("stdin: {e}"))?;
+        return Ok(bytes);
+    }
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

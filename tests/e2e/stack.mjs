@@ -28,7 +28,7 @@ export function freePort() {
  * into a fresh local storage directory; `vars` override wrangler.toml's [vars].
  * Resolves to `{ url, origin, adminToken, timings, fetch, admin, stop }`.
  */
-export async function startStack({ kv = {}, r2 = {}, vars = {}, logLevel = process.env.STELLWERK_E2E_LOG ?? 'warn' } = {}) {
+export async function startStack({ kv = {}, r2 = {}, vars = {}, secrets = {}, logLevel = process.env.STELLWERK_E2E_LOG ?? 'warn' } = {}) {
   const timings = {};
   let t = performance.now();
   const lap = (name) => { const now = performance.now(); timings[name] = Math.round(now - t); t = now; };
@@ -46,7 +46,7 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, logLevel = proce
     port,
     persistTo,
     vars: { ORIGIN_URL: origin.url, ...vars },
-    secrets: { ADMIN_TOKEN: adminToken },
+    secrets: { ...secrets, ADMIN_TOKEN: adminToken },
     logLevel,
   });
   lap('worker_start_ms');
