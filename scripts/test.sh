@@ -17,6 +17,9 @@ step "core, CLI and Worker helpers natively: unit, property and conformance test
 cargo test --workspace
 cargo build -q -p stellwerk-cli
 
+step "core builds for wasm32-wasip2 (the Worker build below covers wasm32-unknown-unknown)"
+cargo build -q -p stellwerk-core --release --target wasm32-wasip2
+
 step "Cloudflare Worker: build (wasm size below) and end-to-end tests in wrangler dev"
 scripts/build-worker.sh
 node --test --test-concurrency=1 tests/e2e/*.test.mjs
