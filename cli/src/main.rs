@@ -428,7 +428,9 @@ fn unix_now() -> u64 {
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
-        io::stdin().read_to_end(&mut bytes).map_err(|e| format!("stdin: {e}"))?;
+        io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("stdin: {e}"))?;
         return Ok(bytes);
     }
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))

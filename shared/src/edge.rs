@@ -255,7 +255,12 @@ fn decision_header(decision: &PageDecision) -> String {
         .assignments
         .iter()
         .map(|a| format!("{}={}", a.experiment, a.arm))
-        .chain(decision.models.iter().map(|(name, version)| format!("model:{name}={version}")))
+        .chain(
+            decision
+                .models
+                .iter()
+                .map(|(name, version)| format!("model:{name}={version}")),
+        )
         .collect();
     if parts.is_empty() {
         "none".into()
