@@ -9,6 +9,7 @@
 //   node bench/edge.mjs --serve --port 18490 --origin URL [--snapshot FILE]
 //       only Stellwerk, in front of URL, with FILE active; prints "ready URL" and runs until
 //       SIGTERM/SIGINT (how the peer benchmark measures it: bench/README.md).
+//   --no-model: publish the snapshot without the demo model (both modes).
 //
 // The Worker is copied from functions/cloudflare/build/ at start (scripts/build-worker.sh must
 // have run), so a rebuild during the run does not change what is measured, and it is started
@@ -128,6 +129,8 @@ async function startWorker({ config, port, vars = {}, secrets = {}, persistTo })
   });
   await worker.ready;
   const url = (await worker.url).origin;
+  await (await fetch(url, { headers: HEADERS })).arrayBuffer(); // the runtime may start lazily
+  await sleep(1000);
   const pids = workerdPids().filter((pid) => !before.has(pid));
   process.stderr.write(`workerd processes of ${config}: ${pids.join(' ')}\n`);
   return { url, worker, pids };
@@ -137,7 +140,14 @@ async function startWorker({ config, port, vars = {}, secrets = {}, persistTo })
 async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHOT_FILE }) {
   const { config, wasm } = await stellwerkConfig(dir);
   const persistTo = path.join(dir, 'state');
-  const r2 = await asFiles(path.join(dir, 'seed'), demoStore({ snapshot: readFileSync(snapshotFile) }));
+  const store = demoStore({ snapshot: readFileSync(snapshotFile) });
+  if (flag('--no-model')) {
+    // Publish the snapshot alone: no model pointer, so no page runs a model.
+    for (const key of Object.keys(store)) if (key.startsWith('models/')) delete store[key];
+    const manifest = JSON.parse(store['manifest.json']);
+    store['manifest.json'] = Buffer.from(JSON.stringify({ ...manifest, models: [] }, null, 2));
+  }
+  const r2 = await asFiles(path.join(dir, 'seed'), store);
   // The wrangler CLI's local R2 put sometimes dies with "Network connection lost" on a busy
   // machine (its miniflare instance); the puts are idempotent, so try again.
   for (let attempt = 1; ; attempt++) {
