@@ -24,7 +24,7 @@ import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { unstable_startWorker } from 'wrangler';
 import { demoStore } from '../demo/store.mjs';
-import { ROOT, asFiles, seed } from '../scripts/seed.mjs';
+import { ROOT, publish } from '../scripts/publish.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(name);
@@ -147,18 +147,6 @@ async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHO
     const manifest = JSON.parse(store['manifest.json']);
     store['manifest.json'] = Buffer.from(JSON.stringify({ ...manifest, models: [] }, null, 2));
   }
-  const r2 = await asFiles(path.join(dir, 'seed'), store);
-  // The wrangler CLI's local R2 put sometimes dies with "Network connection lost" on a busy
-  // machine (its miniflare instance); the puts are idempotent, so try again.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await seed({ persistTo, r2, config });
-      break;
-    } catch (error) {
-      if (attempt >= 3) throw error;
-      process.stderr.write(`seed attempt ${attempt} failed, retrying: ${String(error.message).split('\n')[0]}\n`);
-    }
-  }
   const adminToken = randomBytes(16).toString('hex');
   const started = await startWorker({
     config,
@@ -172,10 +160,7 @@ async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHO
       UNIT_ID_KEY: randomBytes(32).toString('hex'),
     },
   });
-  const synced = await (await fetch(`${started.url}/_stellwerk/admin/sync`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${adminToken}` },
-  })).json();
+  const synced = await publish({ url: started.url, adminToken, objects: store });
   const want = JSON.parse(readFileSync(snapshotFile, 'utf8')).version;
   if (synced.snapshot?.version !== want) {
     await started.worker.dispose();

@@ -23,6 +23,4 @@ fi
 node scripts/dev-vars.mjs
 scripts/build-worker.sh
 
-PERSIST=".wrangler/state"
-node scripts/seed.mjs --persist-to "$PERSIST"
-exec node scripts/dev.mjs --persist-to "$PERSIST" "$@"
+exec node scripts/dev.mjs --persist-to .wrangler/state "$@"

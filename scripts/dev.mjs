@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startOrigin } from '../demo/origin/server.mjs';
-import { ROOT } from './seed.mjs';
+import { ROOT, publish } from './publish.mjs';
+import { demoStore } from '../demo/store.mjs';
 import { startEdge } from './local-edge.mjs';
 import { ensureDevVars } from './dev-vars.mjs';
 
@@ -30,11 +31,9 @@ const { url, worker } = await startEdge({
 });
 const startMs = Math.round(performance.now() - started);
 
-// Activate what the seed published in local R2, through the same verified sync the cron runs.
-const synced = await (await fetch(`${url}/_stellwerk/admin/sync`, {
-  method: 'POST',
-  headers: { authorization: `Bearer ${adminToken}` },
-})).json();
+// Publish the example snapshot and the demo model to local R2 and activate them through the
+// same verified sync the cron runs.
+const synced = await publish({ url, adminToken, objects: demoStore() });
 for (const refusal of synced.refusals ?? []) console.error(`sync refused ${refusal.object}: ${refusal.reason}`);
 
 console.log(`

@@ -4,7 +4,7 @@
 // page and eventually exhausts the heap under load (ARCHITECTURE.md).
 import path from 'node:path';
 import { unstable_startWorker } from 'wrangler';
-import { ROOT } from './seed.mjs';
+import { ROOT } from './publish.mjs';
 
 /**
  * Starts the Worker of wrangler.toml. `vars` and `secrets` override [vars] and .dev.vars;

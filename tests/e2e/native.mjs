@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT } from '../../scripts/seed.mjs';
+import { ROOT } from '../../scripts/publish.mjs';
 
 const BINARY = path.join(ROOT, 'target', 'debug', 'stellwerk');
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startOrigin } from '../../demo/origin/server.mjs';
-import { asFiles, seed } from '../../scripts/seed.mjs';
+import { publish } from '../../scripts/publish.mjs';
 import { startEdge } from '../../scripts/local-edge.mjs';
 import { ensureDevVars } from '../../scripts/dev-vars.mjs';
 
@@ -24,11 +24,11 @@ export function freePort() {
 }
 
 /**
- * Starts origin + Worker. `kv` and `r2` map keys to file contents (strings or Buffers) written
- * into a fresh local storage directory; `vars` override wrangler.toml's [vars].
+ * Starts origin + Worker in a fresh local storage directory, then publishes `r2` (keys to
+ * strings or Buffers) through the Worker's admin route and syncs; `vars` override wrangler.toml's [vars].
  * Resolves to `{ url, origin, adminToken, timings, fetch, admin, stop }`.
  */
-export async function startStack({ kv = {}, r2 = {}, vars = {}, secrets = {}, logLevel = process.env.STELLWERK_E2E_LOG ?? 'warn' } = {}) {
+export async function startStack({ r2 = {}, vars = {}, secrets = {}, logLevel = process.env.STELLWERK_E2E_LOG ?? 'warn' } = {}) {
   const timings = {};
   let t = performance.now();
   const lap = (name) => { const now = performance.now(); timings[name] = Math.round(now - t); t = now; };
@@ -36,9 +36,6 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, secrets = {}, lo
   ensureDevVars();
   const persistTo = await mkdtemp(path.join(tmpdir(), 'stellwerk-e2e-'));
   const origin = await startOrigin({ port: 0 });
-  const files = path.join(persistTo, 'seed');
-  await seed({ persistTo, kv: await asFiles(path.join(files, 'kv'), kv), r2: await asFiles(path.join(files, 'r2'), r2) });
-  lap('seed_ms');
 
   const adminToken = randomBytes(16).toString('hex');
   const port = await freePort();
@@ -50,6 +47,8 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, secrets = {}, lo
     logLevel,
   });
   lap('worker_start_ms');
+  const pointers = await publish({ url, adminToken, objects: r2 });
+  lap('publish_ms');
 
   // The runtime gzips responses for clients that accept it (as Cloudflare's edge does), and its
   // compressor holds back a partial stream; ask for identity to see the Worker's own bytes.
@@ -68,6 +67,7 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, secrets = {}, lo
     url,
     origin,
     adminToken,
+    pointers,
     timings,
     persistTo,
     fetch: fetchWorker,
