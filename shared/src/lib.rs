@@ -34,9 +34,10 @@ pub use aggregate::{
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
 pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
 pub use edge::{
-    BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, RESERVED_PREFIX, Route,
-    duplicate_feedback, feedback, feedback_accepted, feedback_unavailable, gate_response,
-    health_json, page_headers, queue_messages, route, unit_cookie,
+    BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, ORIGIN_REQUEST_HEADERS,
+    RESERVED_PREFIX, Route, duplicate_feedback, feedback, feedback_accepted, feedback_unavailable,
+    gate_response, health_json, origin_request_headers, origin_url, page_headers, queue_messages,
+    reserved_route_error, route, unit_cookie,
 };
 pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
