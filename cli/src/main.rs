@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod redis_aggregator;
+
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use stellwerk_core::{
@@ -57,6 +59,8 @@ enum Command {
         #[arg(long, default_value = "text/html; charset=utf-8")]
         content_type: String,
     },
+    /// Aggregate the Spin edges' events from a Redis stream into the posteriors.
+    Aggregate(redis_aggregator::AggregateArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -176,6 +180,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { action } => token(action),
+        Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
