@@ -1,0 +1,54 @@
+//! Names shared with `wrangler.toml`: bindings, variables, secrets and KV keys. A rename here
+//! needs the same rename there.
+
+/// Workers KV: the active snapshot, posteriors, model pointers and progress records.
+pub const KV: &str = "STELLWERK_KV";
+/// R2: model files and published snapshots.
+pub const MODELS: &str = "STELLWERK_MODELS";
+/// Queue producer for exposures, feedback and fraud verdicts.
+pub const EVENTS: &str = "STELLWERK_EVENTS";
+/// The queue where events land after `max_retries` failed deliveries.
+pub const DEAD_LETTER_QUEUE: &str = "stellwerk-events-dlq";
+
+/// Plain-text variables (`[vars]`).
+pub mod vars {
+    /// Base URL of the site the Worker fronts.
+    pub const ORIGIN_URL: &str = "ORIGIN_URL";
+    /// R2 key of the snapshot the scheduled sync activates.
+    pub const SNAPSHOT_OBJECT: &str = "SNAPSHOT_OBJECT";
+    /// How long an isolate serves a snapshot before reading KV again, in milliseconds.
+    pub const SNAPSHOT_TTL_MS: &str = "SNAPSHOT_TTL_MS";
+}
+
+/// Secrets (`wrangler secret put`; `.dev.vars` locally).
+pub mod secrets {
+    /// Signs decision tokens.
+    pub const HMAC_KEY: &str = "HMAC_KEY";
+    /// Bearer token of the control routes.
+    pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    /// Keys the pseudonymous unit id derived for each visitor.
+    pub const UNIT_ID_KEY: &str = "UNIT_ID_KEY";
+}
+
+/// Keys in the KV namespace.
+pub mod keys {
+    /// The snapshot every edge decides with.
+    pub const SNAPSHOT: &str = "snapshot:active";
+    /// The bandits' posteriors, written by the events consumer.
+    pub const POSTERIORS: &str = "posteriors:active";
+    /// Which model versions are active, written by the sync.
+    pub const MODEL_POINTERS: &str = "models:active";
+    /// [`crate::status::ConsumerStatus`].
+    pub const CONSUMER_STATUS: &str = "status:events";
+    /// [`crate::status::DeadLetterStatus`].
+    pub const DEAD_LETTER_STATUS: &str = "status:dead-letters";
+    /// [`crate::status::SyncStatus`].
+    pub const SYNC_STATUS: &str = "status:sync";
+}
+
+/// Used when `SNAPSHOT_OBJECT` is unset.
+pub const DEFAULT_SNAPSHOT_OBJECT: &str = "snapshots/active.json";
+/// Used when `SNAPSHOT_TTL_MS` is unset or not a number.
+pub const DEFAULT_SNAPSHOT_TTL_MS: f64 = 30_000.0;
+/// Queues accept at most 100 messages per `sendBatch`.
+pub const MAX_EVENTS_PER_BATCH: usize = 100;

@@ -1,0 +1,61 @@
+//! The Worker's entry points: `fetch`, `queue` and `scheduled`.
+
+mod consumer;
+mod control;
+mod isolate;
+mod page;
+mod sync;
+
+use crate::bindings::DEAD_LETTER_QUEUE;
+use wasm_bindgen::JsValue;
+use worker::{
+    Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
+    console_error, event,
+};
+
+/// Control routes live under this prefix; every other path goes to the origin.
+const CONTROL_PREFIX: &str = "/_stellwerk/";
+
+/// Milliseconds since the epoch, from the runtime's clock.
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let now = now_ms();
+    isolate::count_request(now);
+    let path = req.path();
+    let result = match path.strip_prefix(CONTROL_PREFIX) {
+        Some(route) => control::handle(route, req, &env, &ctx, now).await,
+        None => page::handle(req, &env, &ctx, now).await,
+    };
+    result.or_else(|error| {
+        console_error!("stellwerk: {path}: {error}");
+        Response::error("stellwerk: internal error", 500)
+    })
+}
+
+/// Bodies are read raw (`JsValue`) and decoded per message by the consumers.
+#[event(queue)]
+async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<()> {
+    let now = now_ms();
+    let queue = batch.queue();
+    let result = if queue == DEAD_LETTER_QUEUE {
+        consumer::dead_letters(&batch, &env, now).await
+    } else {
+        consumer::events(&batch, &env, now).await
+    };
+    // workers-rs turns an `Err` from this handler into a panic, which resets the wasm instance
+    // (and this isolate's caches); ask for redelivery explicitly instead.
+    if let Err(error) = result {
+        console_error!("stellwerk: {queue}: batch failed, retrying: {error}");
+        batch.retry_all();
+    }
+    Ok(())
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    sync::run(&event, &env).await;
+}
