@@ -111,7 +111,11 @@ pub fn run(args: &AggregateArgs) -> Result<(), String> {
         }
         for letter in &report.3 {
             let _: String = events
-                .xadd(DEAD_LETTER_STREAM, "*", &[("entry", letter.0.as_str()), ("reason", letter.1.as_str())])
+                .xadd(
+                    DEAD_LETTER_STREAM,
+                    "*",
+                    &[("entry", letter.0.as_str()), ("reason", letter.1.as_str())],
+                )
                 .map_err(err("XADD dead letter"))?;
         }
         let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
@@ -175,7 +179,9 @@ fn apply_batch(
         let bytes: Option<Vec<u8>> = entry.get(EVENT_FIELD);
         match bytes.map(|b| Event::from_json(&b)) {
             Some(Ok(event)) => parsed.push(event),
-            Some(Err(invalid)) => dead.push((entry.id.clone(), format!("not an event: {invalid:?}"))),
+            Some(Err(invalid)) => {
+                dead.push((entry.id.clone(), format!("not an event: {invalid:?}")))
+            }
             None => dead.push((entry.id.clone(), format!("no {EVENT_FIELD:?} field"))),
         }
     }

@@ -6,7 +6,9 @@ use std::pin::pin;
 use std::rc::Rc;
 
 use futures::{SinkExt, StreamExt};
-use spin_sdk::http::{Fields, IncomingRequest, IncomingResponse, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{
+    Fields, IncomingRequest, IncomingResponse, OutgoingResponse, ResponseOutparam,
+};
 use spin_sdk::http_component;
 use stellwerk_core::{
     BEACON_PATH, DecideInput, EdgeResponse, FeedbackOutcome, Keys, PageDecision, PageRewriter,
@@ -60,7 +62,16 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             } else {
                 request.into_body().await.unwrap_or_default()
             };
-            page(&state, &settings, facts, &path_and_query, body, response_out, now_ms).await
+            page(
+                &state,
+                &settings,
+                facts,
+                &path_and_query,
+                body,
+                response_out,
+                now_ms,
+            )
+            .await
         }
         other => {
             if let Some(answer) = reserved_route_error(other) {
@@ -136,7 +147,11 @@ fn health(state: &EdgeState) -> EdgeResponse {
 }
 
 fn queue_unavailable() -> EdgeResponse {
-    EdgeResponse::error(503, "queue_unavailable", "events cannot be queued right now")
+    EdgeResponse::error(
+        503,
+        "queue_unavailable",
+        "events cannot be queued right now",
+    )
 }
 
 fn accept_feedback(
@@ -156,7 +171,11 @@ fn accept_feedback(
         FeedbackOutcome::Rejected(answer) => return answer,
         FeedbackOutcome::Accepted(accepted) => accepted,
     };
-    let Some(queue) = settings.redis_url.as_deref().and_then(|url| Queue::open(url).ok()) else {
+    let Some(queue) = settings
+        .redis_url
+        .as_deref()
+        .and_then(|url| Queue::open(url).ok())
+    else {
         return queue_unavailable();
     };
     match queue.first_feedback(&accepted.dedupe_key) {
@@ -313,7 +332,9 @@ async fn fetch_origin(
 ) -> Result<IncomingResponse, String> {
     let url = origin_url(&settings.origin_url, path_and_query)
         .ok_or_else(|| format!("origin_url {:?} is not an http(s) URL", settings.origin_url))?;
-    let mut builder = http::Request::builder().method(facts.method.as_str()).uri(&url);
+    let mut builder = http::Request::builder()
+        .method(facts.method.as_str())
+        .uri(&url);
     for (name, value) in origin_request_headers(&facts.headers) {
         builder = builder.header(name, value);
     }

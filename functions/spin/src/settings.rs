@@ -41,5 +41,8 @@ impl Settings {
 }
 
 fn get(name: &str) -> Option<String> {
-    store::get(name).ok().flatten().filter(|v| !v.trim().is_empty())
+    store::get(name)
+        .ok()
+        .flatten()
+        .filter(|v| !v.trim().is_empty())
 }
