@@ -350,6 +350,7 @@ impl Visit {
                 unit: self.unit_key.as_bytes(),
             },
             random,
+            models: &[],
             now: self.now.unwrap_or_else(unix_now),
         })
     }

@@ -11,6 +11,7 @@ use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
 use crate::event::{ConsentState, Event, EventKind};
 use crate::flags::{FlagResolution, evaluate_rule, is_truthy};
 use crate::gate::{GateAction, GateVerdict, gate};
+use crate::model::{Model, canary_serves_candidate};
 use crate::request::{RequestFacts, hex, new_unit_id, pseudonymise};
 use crate::rewrite::PageInjection;
 use crate::snapshot::{
@@ -37,6 +38,35 @@ pub struct DecideInput<'a> {
     pub random: [u8; 16],
     /// Unix seconds.
     pub now: u64,
+    /// The models the platform has loaded; their scores join the context as `model.<name>`.
+    pub models: &'a [LoadedModel<'a>],
+}
+
+/// One model as the platform loaded it: the stable version and, during a canary, the candidate.
+#[derive(Clone, Copy)]
+pub struct LoadedModel<'a> {
+    pub name: &'a str,
+    pub stable: &'a Model,
+    pub candidate: Option<&'a Model>,
+}
+
+impl<'a> LoadedModel<'a> {
+    /// The version this unit is served: the candidate for its canary share, else the stable one.
+    pub fn for_unit(&self, unit: &str) -> &'a Model {
+        match self.candidate {
+            Some(candidate)
+                if canary_serves_candidate(
+                    unit,
+                    self.name,
+                    candidate.version(),
+                    candidate.manifest().canary_percent,
+                ) =>
+            {
+                candidate
+            }
+            _ => self.stable,
+        }
+    }
 }
 
 /// What was decided for one page request, and what to log about it.
@@ -56,6 +86,10 @@ pub struct PageDecision {
     pub mutations: Vec<Mutation>,
     /// Exposures and fraud verdicts, for the queue.
     pub events: Vec<Event>,
+    /// Model name → the version that scored this request.
+    pub models: BTreeMap<String, String>,
+    /// What failed and was left out (a model that would not run); the page is still served.
+    pub fallbacks: Vec<String>,
 }
 
 /// One experiment's outcome for this request.
@@ -126,6 +160,8 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         assignments: Vec::new(),
         mutations: Vec::new(),
         events: Vec::new(),
+        models: BTreeMap::new(),
+        fallbacks: Vec::new(),
     };
     if matches!(verdict.action, GateAction::Block | GateAction::Challenge) {
         decision
@@ -150,7 +186,8 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         .as_deref()
         .map(|id| pseudonymise(id, input.keys.unit));
     decision.unit = unit.clone();
-    let context = facts.context(unit.as_deref(), existing.is_some(), input.now);
+    let mut context = facts.context(unit.as_deref(), existing.is_some(), input.now);
+    score_models(input, unit.as_deref(), &mut context, &mut decision);
     if verdict.action == GateAction::Tag {
         decision
             .events
@@ -172,6 +209,7 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
                     decision.events.push(exposure_event(
                         input,
                         &assignment,
+                        &decision.models,
                         &verdict,
                         consent,
                         unit,
@@ -200,6 +238,41 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         decision.flags.push(resolution);
     }
     decision
+}
+
+/// Runs every loaded model on the context; each score joins it as `model.<name>` (the last value
+/// of the model's outputs: the positive class of a binary classifier, or a regressor's value).
+fn score_models(
+    input: &DecideInput<'_>,
+    unit: Option<&str>,
+    context: &mut Value,
+    decision: &mut PageDecision,
+) {
+    let mut scores = serde_json::Map::new();
+    for loaded in input.models {
+        let model = unit.map_or(loaded.stable, |u| loaded.for_unit(u));
+        match model.score(context) {
+            Ok(outputs) => match outputs.last() {
+                Some(score) if score.is_finite() => {
+                    scores.insert(loaded.name.to_owned(), json!(score));
+                    decision
+                        .models
+                        .insert(loaded.name.to_owned(), model.version().to_owned());
+                }
+                _ => decision
+                    .fallbacks
+                    .push(format!("model {}: no finite output", loaded.name)),
+            },
+            Err(error) => decision
+                .fallbacks
+                .push(format!("model {}: {error}", loaded.name)),
+        }
+    }
+    if let Some(object) = context.as_object_mut()
+        && !scores.is_empty()
+    {
+        object.insert("model".into(), Value::Object(scores));
+    }
 }
 
 fn assign(
@@ -379,6 +452,7 @@ fn logged_context(context: &Value) -> BTreeMap<String, Value> {
 fn exposure_event(
     input: &DecideInput<'_>,
     assignment: &Assignment,
+    model_versions: &BTreeMap<String, String>,
     verdict: &GateVerdict,
     consent: ConsentState,
     unit: &str,
@@ -398,7 +472,7 @@ fn exposure_event(
         decision_id: Some(assignment.decision_id.clone()),
         propensity: Some(assignment.propensity),
         policy_version: input.snapshot.version.clone(),
-        model_versions: BTreeMap::new(),
+        model_versions: model_versions.clone(),
         context: logged_context(context),
         reward: None,
         value: None,

@@ -399,6 +399,8 @@ mod tests {
             assignments: vec![],
             mutations: vec![],
             events: vec![],
+            models: Default::default(),
+            fallbacks: vec![],
         }
     }
 

@@ -23,7 +23,7 @@ mod model;
 mod request;
 mod rewrite;
 mod snapshot;
-// mod sync; (waits for the model module)
+mod sync;
 mod token;
 mod validate;
 
@@ -32,7 +32,7 @@ pub use aggregate::{
     apply_events,
 };
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
-pub use decide::{Assignment, DecideInput, Keys, PageDecision, decide};
+pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
     BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, ORIGIN_REQUEST_HEADERS,
     RESERVED_PREFIX, Route, duplicate_feedback, feedback, feedback_accepted, feedback_unavailable,
@@ -43,6 +43,10 @@ pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
 pub use gate::{GateAction, GateVerdict, gate};
+pub use model::{
+    FeatureSpec, Golden, Model, ModelError, ModelManifest, TensorSpec, build_features,
+    canary_serves_candidate,
+};
 pub use request::{
     PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id,
     new_unit_id, pseudonymise, referrer_class,
@@ -55,6 +59,10 @@ pub use snapshot::{
     Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
     FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
     SNAPSHOT_SCHEMA, Snapshot,
+};
+pub use sync::{
+    ActivePointers, ModelObjects, ModelPointer, ModelPointers, ModelRelease, ObjectRef, Refusal,
+    SnapshotPointer, SyncManifest, sha256_hex, verify_model, verify_snapshot,
 };
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use validate::{Invalid, Issue};

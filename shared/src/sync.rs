@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Model, ModelManifest, canary_serves_candidate};
+use crate::model::{Model, ModelManifest};
 use crate::request::hex;
 use crate::snapshot::Snapshot;
 use crate::validate::{Invalid, Issues, field, index};
@@ -70,7 +70,10 @@ impl SyncManifest {
         let mut names = std::collections::BTreeSet::new();
         for (i, release) in manifest.models.iter().enumerate() {
             if !names.insert(release.name.as_str()) {
-                issues.push(field(&index("models", i), "name"), format!("duplicate model {:?}", release.name));
+                issues.push(
+                    field(&index("models", i), "name"),
+                    format!("duplicate model {:?}", release.name),
+                );
             }
         }
         issues.finish(manifest)
@@ -123,42 +126,42 @@ pub struct Refusal {
     pub reason: String,
 }
 
-impl ModelPointers {
-    /// The version this unit is served: the candidate for its canary share, else the stable one.
-    pub fn for_unit(&self, model: &str, unit: &str) -> &ModelPointer {
-        match &self.candidate {
-            Some(candidate)
-                if canary_serves_candidate(unit, model, &candidate.manifest.version, candidate.manifest.canary_percent) =>
-            {
-                candidate
-            }
-            _ => &self.stable,
-        }
-    }
-}
-
 /// Lowercase hex sha256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Verifies a snapshot object: its sha256 first, then full validation.
 pub fn verify_snapshot(bytes: &[u8], expected_sha256: &str) -> Result<Snapshot, String> {
     let actual = sha256_hex(bytes);
     if actual != expected_sha256 {
-        return Err(format!("sha256 mismatch: manifest says {expected_sha256}, object is {actual}"));
+        return Err(format!(
+            "sha256 mismatch: manifest says {expected_sha256}, object is {actual}"
+        ));
     }
-    Snapshot::parse(bytes).map_err(|invalid| format!("invalid snapshot: {}", invalid.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+    Snapshot::parse(bytes).map_err(|invalid| {
+        format!(
+            "invalid snapshot: {}",
+            invalid
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
 }
 
 /// Verifies a model version: its manifest parses, its bytes match the manifest's sha256, tract
 /// loads it with the declared shapes, and the golden input gives the golden output.
-pub fn verify_model(manifest_bytes: &[u8], model_bytes: &[u8]) -> Result<(ModelManifest, Model), String> {
-    let manifest = ModelManifest::parse(manifest_bytes).map_err(|invalid| format!("invalid model manifest: {invalid}"))?;
-    let model = Model::load(&manifest, model_bytes).map_err(|e| e.to_string())?;
-    Ok((manifest, model))
+pub fn verify_model(manifest_bytes: &[u8], model_bytes: &[u8]) -> Result<Model, String> {
+    let manifest = ModelManifest::parse(manifest_bytes)
+        .map_err(|invalid| format!("invalid model manifest: {invalid}"))?;
+    Model::load(manifest, model_bytes).map_err(|e| e.to_string())
 }

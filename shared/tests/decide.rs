@@ -79,6 +79,7 @@ fn run(
             unit: UNIT_KEY,
         },
         random: [random; 16],
+        models: &[],
         now,
     })
 }
@@ -369,4 +370,75 @@ proptest! {
             prop_assert!((a.propensity - p).abs() < 1e-12);
         }
     }
+}
+
+fn demo_model(version: &str, canary_percent: f64) -> stellwerk_core::Model {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo/");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{root}ctr-mlp.manifest.json")).unwrap())
+            .unwrap();
+    manifest["version"] = json!(version);
+    manifest["canaryPercent"] = json!(canary_percent);
+    let manifest = stellwerk_core::ModelManifest::parse(manifest.to_string().as_bytes()).unwrap();
+    stellwerk_core::Model::load(
+        manifest,
+        &std::fs::read(format!("{root}ctr-mlp.onnx")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn model_scores_feed_targeting_and_a_canary_serves_its_share() {
+    let s = snapshot(
+        json!([{ "key": "scored", "targeting": { "!=": [{ "var": "model.ctr" }, null] }, "arms": [{ "key": "only" }] }]),
+    );
+    let stable = demo_model("1", 0.0);
+    let candidate = demo_model("2", 30.0);
+    let models = [stellwerk_core::LoadedModel {
+        name: "ctr",
+        stable: &stable,
+        candidate: Some(&candidate),
+    }];
+    let empty = PosteriorSnapshot::default();
+    let mut on_candidate = 0;
+    for n in 0..1000 {
+        let facts = visit(Some(&unit(n)), &[]);
+        let input = DecideInput {
+            snapshot: &s,
+            posteriors: &empty,
+            facts: &facts,
+            keys: Keys {
+                token: KEY,
+                unit: UNIT_KEY,
+            },
+            random: [1; 16],
+            now: NOW,
+            models: &models,
+        };
+        let decision = decide(&input);
+        assert_eq!(
+            arm_of(&decision, "scored").as_deref(),
+            Some("only"),
+            "the score made the unit eligible"
+        );
+        let version = decision
+            .models
+            .get("ctr")
+            .expect("the model scored the request")
+            .clone();
+        assert_eq!(decision.events[0].model_versions.get("ctr"), Some(&version));
+        assert_eq!(
+            version,
+            decide(&input).models["ctr"],
+            "a unit stays on its side of the canary"
+        );
+        on_candidate += usize::from(version == "2");
+    }
+    assert!(
+        (240..360).contains(&on_candidate),
+        "30% canary served {on_candidate}/1000"
+    );
+    // Without the model the rule's variable is missing and nobody is enrolled.
+    let without = run(&s, &empty, &visit(Some(&unit(1)), &[]), 1, NOW);
+    assert!(without.assignments.is_empty());
 }
