@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod redis_aggregator;
+mod spin_sync;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
@@ -61,6 +62,8 @@ enum Command {
     },
     /// Aggregate the Spin edges' events from a Redis stream into the posteriors.
     Aggregate(redis_aggregator::AggregateArgs),
+    /// Verify what the object store publishes and move Spin's active pointers to it.
+    Sync(spin_sync::SyncArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -181,6 +184,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Token { action } => token(action),
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
     }
 }
 

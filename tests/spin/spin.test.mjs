@@ -4,13 +4,14 @@
 import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { startSpinStack } from './stack.mjs';
+import { spawn } from 'node:child_process';
+import { startSpinStack, CLI } from './stack.mjs';
 
 const SNAPSHOT = JSON.parse(readFileSync(new URL('../../examples/snapshot.json', import.meta.url), 'utf8'));
 const UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
 const STREAM = 'stellwerk:events';
 const ARM_TEXT = {
-  control: 'Parts that outlast the ride',
+  control: 'Gear for the long way up',
   benefit: 'Gear that lasts a lifetime',
   urgency: 'Only this week: our best sellers, restocked',
 };
@@ -128,8 +129,8 @@ test('feedback round trip: accepted once, duplicate refused, forgeries rejected'
   assert.ok(forged.status >= 400 && forged.status < 500, `forged token: ${forged.status}`);
   await forged.arrayBuffer();
   const garbage = await post({ nonsense: true });
-  assert.equal(garbage.status, 400);
-  await garbage.arrayBuffer();
+  assert.equal(garbage.status, 422);
+  assert.ok((await garbage.json()).error, 'the core names the rejection');
   assert.equal(streamLength(), before + 1, 'rejected feedback never reaches the stream');
 });
 
@@ -202,6 +203,8 @@ test('a dead consumer\'s pending entries are claimed by another, after SIGKILL m
   // A survivor under another name claims what both left pending and reads the rest.
   const survivor = await stack.aggregate('--once', '--consumer', 'survivor', '--claim-idle-ms', '0');
   assert.equal(survivor.status, 0);
+  const redelivered = survivor.lines.reduce((n, l) => n + l.report.duplicates, 0);
+  assert.ok(redelivered >= 5, `the doomed consumer's 5 applied entries came back as duplicates (${redelivered})`);
   assert.deepEqual(heroCounts(), add(start, sent), 'nothing lost, nothing counted twice');
   assert.match(stack.cli('XPENDING', STREAM, 'stellwerk-aggregators'), /^0\n?/);
 });
@@ -221,4 +224,78 @@ test('an invalid snapshot in the store is never served; the kill switch stops ev
   assert.equal(killed.body, direct);
   publish(SNAPSHOT);
   assert.ok(heroArm((await visit(1)).res));
+});
+
+test('stellwerk sync verifies what the store publishes; a corrupted model is refused, the last good kept', async () => {
+  const { createHash } = await import('node:crypto');
+  const http = await import('node:http');
+  const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+  const objects = new Map();
+  const store = http.createServer((req, res) => {
+    const body = objects.get(req.url.slice(1));
+    res.writeHead(body ? 200 : 404).end(body ?? '');
+  });
+  await new Promise((r) => store.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${store.address().port}`;
+  const sync = () => new Promise((resolve) => {
+    const child = spawn(CLI, ['sync', '--store', base, '--redis', stack.redisUrl], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('close', (status) => resolve({ status, report: out ? JSON.parse(out) : null }));
+  });
+  try {
+    const model = readFileSync(new URL('../../models/demo/ctr-mlp.onnx', import.meta.url));
+    const modelManifest = readFileSync(new URL('../../models/demo/ctr-mlp.manifest.json', import.meta.url));
+    const snapshot = Buffer.from(JSON.stringify({ ...SNAPSHOT, version: 'synced-1' }));
+    objects.set('snapshots/1.json', snapshot);
+    objects.set('models/ctr-mlp/1.onnx', model);
+    objects.set('models/ctr-mlp/1.manifest.json', modelManifest);
+    const stable = { manifestKey: 'models/ctr-mlp/1.manifest.json', modelKey: 'models/ctr-mlp/1.onnx' };
+    objects.set('manifest.json', JSON.stringify({
+      snapshot: { key: 'snapshots/1.json', sha256: sha256(snapshot) },
+      models: [{ name: 'ctr-mlp', stable }],
+    }));
+    const first = await sync();
+    assert.equal(first.status, 0);
+    assert.deepEqual(first.report.refusals, []);
+    assert.equal(stack.cli('GET', 'snapshot:active'), snapshot.toString());
+    let health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+    assert.equal(health.snapshot, 'synced-1');
+    const goodSha = JSON.parse(modelManifest).sha256;
+    assert.equal(health.sync.models['ctr-mlp'].stable.manifest.sha256, goodSha);
+
+    // A candidate whose bytes do not match its manifest, a candidate that matches a forged
+    // manifest but is not a model tract can load, and a snapshot that does not match its sha256.
+    const corrupted = Buffer.from(model);
+    corrupted[corrupted.length >> 1] ^= 0xff;
+    corrupted[100] ^= 0xff;
+    objects.set('models/ctr-mlp/2.onnx', corrupted);
+    objects.set('models/ctr-mlp/2.manifest.json', modelManifest);
+    const garbage = Buffer.from('not an onnx model at all');
+    objects.set('models/ctr-mlp/3.onnx', garbage);
+    objects.set('models/ctr-mlp/3.manifest.json', JSON.stringify({ ...JSON.parse(modelManifest), sha256: sha256(garbage) }));
+    objects.set('snapshots/2.json', Buffer.from(JSON.stringify({ ...SNAPSHOT, version: 'synced-2' })));
+    objects.set('manifest.json', JSON.stringify({
+      snapshot: { key: 'snapshots/2.json', sha256: sha256(snapshot) },
+      models: [
+        { name: 'ctr-mlp', stable, candidate: { manifestKey: 'models/ctr-mlp/2.manifest.json', modelKey: 'models/ctr-mlp/2.onnx' } },
+        { name: 'ctr-mlp-next', stable: { manifestKey: 'models/ctr-mlp/3.manifest.json', modelKey: 'models/ctr-mlp/3.onnx' } },
+      ],
+    }));
+    const second = await sync();
+    assert.equal(second.status, 1);
+    const refused = Object.fromEntries(second.report.refusals.map((r) => [r.object, r.reason]));
+    assert.match(refused['snapshots/2.json'], /sha256 mismatch/);
+    assert.match(refused['models/ctr-mlp/2.onnx'], /sha256/i);
+    assert.ok(refused['models/ctr-mlp/3.onnx'], 'an unloadable model is refused');
+    assert.equal(stack.cli('GET', 'snapshot:active'), snapshot.toString(), 'the last good snapshot keeps serving');
+    health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+    assert.equal(health.snapshot, 'synced-1');
+    assert.equal(health.sync.models['ctr-mlp'].stable.manifest.sha256, goodSha);
+    assert.equal(health.sync.models['ctr-mlp'].candidate ?? null, null);
+    assert.equal(health.sync.models['ctr-mlp-next'], undefined);
+    assert.equal(health.sync.refusals.length, 3);
+  } finally {
+    store.close();
+  }
 });

@@ -213,6 +213,8 @@ async fn page(
             },
             random: random(),
             now: now_ms / 1000,
+            // Models are not loaded on Spin yet (docs/spin.md, "What is missing").
+            models: &[],
         })),
         Some(_) => {
             state::fallback("no_keys");

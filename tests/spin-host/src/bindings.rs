@@ -56,22 +56,40 @@ impl kv::Host for RequestState {
 impl kv::HostBucket for RequestState {
     fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, kv::Error> {
         let bucket = self.table.get_mut(&bucket).map_err(kv_error)?;
-        redis::cmd("GET").arg(&key).query(&mut bucket.0).map_err(kv_error)
+        redis::cmd("GET")
+            .arg(&key)
+            .query(&mut bucket.0)
+            .map_err(kv_error)
     }
 
-    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), kv::Error> {
+    fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), kv::Error> {
         let bucket = self.table.get_mut(&bucket).map_err(kv_error)?;
-        redis::cmd("SET").arg(&key).arg(value).query(&mut bucket.0).map_err(kv_error)
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(value)
+            .query(&mut bucket.0)
+            .map_err(kv_error)
     }
 
     fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), kv::Error> {
         let bucket = self.table.get_mut(&bucket).map_err(kv_error)?;
-        redis::cmd("DEL").arg(&key).query(&mut bucket.0).map_err(kv_error)
+        redis::cmd("DEL")
+            .arg(&key)
+            .query(&mut bucket.0)
+            .map_err(kv_error)
     }
 
     fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, kv::Error> {
         let bucket = self.table.get_mut(&bucket).map_err(kv_error)?;
-        redis::cmd("EXISTS").arg(&key).query(&mut bucket.0).map_err(kv_error)
+        redis::cmd("EXISTS")
+            .arg(&key)
+            .query(&mut bucket.0)
+            .map_err(kv_error)
     }
 
     fn list_keys(
@@ -80,7 +98,10 @@ impl kv::HostBucket for RequestState {
         _cursor: Option<String>,
     ) -> Result<kv::KeyResponse, kv::Error> {
         let bucket = self.table.get_mut(&bucket).map_err(kv_error)?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut bucket.0).map_err(kv_error)?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut bucket.0)
+            .map_err(kv_error)?;
         Ok(kv::KeyResponse { keys, cursor: None })
     }
 
@@ -147,15 +168,24 @@ impl spin_redis::HostConnection for RequestState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), spin_redis::Error> {
-        self.run(connection, redis::cmd("SET").arg(key).arg(value)).map(drop)
+        self.run(connection, redis::cmd("SET").arg(key).arg(value))
+            .map(drop)
     }
 
-    fn incr(&mut self, connection: Resource<RedisConnection>, key: String) -> Result<i64, spin_redis::Error> {
+    fn incr(
+        &mut self,
+        connection: Resource<RedisConnection>,
+        key: String,
+    ) -> Result<i64, spin_redis::Error> {
         let c = self.conn(&connection)?;
         redis::cmd("INCR").arg(key).query(c).map_err(redis_error)
     }
 
-    fn del(&mut self, connection: Resource<RedisConnection>, keys: Vec<String>) -> Result<u32, spin_redis::Error> {
+    fn del(
+        &mut self,
+        connection: Resource<RedisConnection>,
+        keys: Vec<String>,
+    ) -> Result<u32, spin_redis::Error> {
         let c = self.conn(&connection)?;
         redis::cmd("DEL").arg(keys).query(c).map_err(redis_error)
     }
@@ -167,7 +197,11 @@ impl spin_redis::HostConnection for RequestState {
         values: Vec<String>,
     ) -> Result<u32, spin_redis::Error> {
         let c = self.conn(&connection)?;
-        redis::cmd("SADD").arg(key).arg(values).query(c).map_err(redis_error)
+        redis::cmd("SADD")
+            .arg(key)
+            .arg(values)
+            .query(c)
+            .map_err(redis_error)
     }
 
     fn smembers(
@@ -176,7 +210,10 @@ impl spin_redis::HostConnection for RequestState {
         key: String,
     ) -> Result<Vec<String>, spin_redis::Error> {
         let c = self.conn(&connection)?;
-        redis::cmd("SMEMBERS").arg(key).query(c).map_err(redis_error)
+        redis::cmd("SMEMBERS")
+            .arg(key)
+            .query(c)
+            .map_err(redis_error)
     }
 
     fn srem(
@@ -186,7 +223,11 @@ impl spin_redis::HostConnection for RequestState {
         values: Vec<String>,
     ) -> Result<u32, spin_redis::Error> {
         let c = self.conn(&connection)?;
-        redis::cmd("SREM").arg(key).arg(values).query(c).map_err(redis_error)
+        redis::cmd("SREM")
+            .arg(key)
+            .arg(values)
+            .query(c)
+            .map_err(redis_error)
     }
 
     fn execute(

@@ -115,7 +115,7 @@ async fn main() -> Result<()> {
     config.wasm_component_model(true);
     let engine = Engine::new(&config)?;
     let component = Component::from_file(&engine, &args.component)
-        .with_context(|| format!("loading {}", args.component))?;
+        .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", args.component))?;
     if args.list_imports {
         for (name, _) in component.component_type().imports(&engine) {
             println!("import {name}");
@@ -137,7 +137,11 @@ async fn main() -> Result<()> {
         kv: redis::Client::open(args.kv_redis.as_str())?,
     });
     let listener = TcpListener::bind(args.listen).await?;
-    println!("stellwerk-spin-host: serving {} on http://{}", args.component, listener.local_addr()?);
+    println!(
+        "stellwerk-spin-host: serving {} on http://{}",
+        args.component,
+        listener.local_addr()?
+    );
     loop {
         let (client, _) = listener.accept().await?;
         let pre = pre.clone();
@@ -190,7 +194,7 @@ async fn handle(
         Ok(Err(code)) => bail!("the component answered with an error: {code:?}"),
         Err(_) => match task.await {
             Ok(Ok(())) => bail!("the component never set a response"),
-            Ok(Err(e)) => Err(e.context("the component trapped")),
+            Ok(Err(e)) => bail!("the component trapped: {e:?}"),
             Err(e) => Err(e.into()),
         },
     }
