@@ -46,7 +46,7 @@ export async function startSpinStack({ variables = {} } = {}) {
   const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir,
     '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  const cli = (...args) => execFileSync('redis-cli', ['-p', String(redisPort), ...args], { encoding: 'utf8' }).trimEnd();
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(redisPort), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trimEnd();
   await until('redis-server', () => cli('PING') === 'PONG');
 
   const origin = await startOrigin({ port: 0 });
