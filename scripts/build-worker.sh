@@ -17,15 +17,34 @@ WORKER_BUILD_VERSION="0.8.7"
 WASM_BINDGEN_VERSION="0.2.129"
 
 force=0
+tools_only=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
+    --tools-only) tools_only=1 ;;
     -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "build-worker: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
 
 log() { echo "build-worker: $*" >&2; }
+
+install_tools() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! command -v wasm-bindgen >/dev/null || [[ "$(wasm-bindgen --version)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+    log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes)"
+    cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION"
+  fi
+  if ! command -v worker-build >/dev/null || [[ "$(worker-build --version)" != "$WORKER_BUILD_VERSION" ]]; then
+    log "installing worker-build $WORKER_BUILD_VERSION (a few minutes)"
+    cargo install worker-build --version "=$WORKER_BUILD_VERSION" --locked
+  fi
+}
+
+if [[ $tools_only == 1 ]]; then
+  install_tools
+  exit 0
+fi
 
 # Skip when the last build is newer than every input (wrangler dev runs this on every start).
 if [[ $force == 0 && -f "$WASM" && -f "$OUT/index.js" ]]; then
@@ -37,21 +56,11 @@ if [[ $force == 0 && -f "$WASM" && -f "$OUT/index.js" ]]; then
   fi
 fi
 
-export PATH="$HOME/.cargo/bin:$PATH"
-
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   log "adding rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
-
-if ! command -v wasm-bindgen >/dev/null || [[ "$(wasm-bindgen --version)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
-  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes)"
-  cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION"
-fi
-if ! command -v worker-build >/dev/null || [[ "$(worker-build --version)" != "$WORKER_BUILD_VERSION" ]]; then
-  log "installing worker-build $WORKER_BUILD_VERSION (a few minutes)"
-  cargo install worker-build --version "=$WORKER_BUILD_VERSION" --locked
-fi
+install_tools
 
 # esbuild and wasm-opt (binaryen) come from npm, pinned in package-lock.json.
 if [[ ! -x "$ROOT/node_modules/.bin/esbuild" || ! -x "$ROOT/node_modules/binaryen/bin/wasm-opt" ]]; then

@@ -30,14 +30,22 @@ const { url, worker } = await startEdge({
 });
 const startMs = Math.round(performance.now() - started);
 
+// Activate what the seed published in local R2, through the same verified sync the cron runs.
+const synced = await (await fetch(`${url}/_stellwerk/admin/sync`, {
+  method: 'POST',
+  headers: { authorization: `Bearer ${adminToken}` },
+})).json();
+for (const refusal of synced.refusals ?? []) console.error(`sync refused ${refusal.object}: ${refusal.reason}`);
+
 console.log(`
 Stellwerk (local edge, started in ${startMs} ms)
   site through the edge   ${url}/
   origin, direct          ${origin.url}/
   health                  ${url}/_stellwerk/health
+  active snapshot         ${synced.snapshot?.version ?? '(none: see the refusals above)'}
   status (admin)          curl -H 'Authorization: Bearer ${adminToken}' ${url}/_stellwerk/status
-  send an event           curl -H 'Authorization: Bearer ${adminToken}' -d '{"id":"e1","type":"click"}' ${url}/_stellwerk/beacon
   run the scheduled sync  curl '${url}/cdn-cgi/handler/scheduled?cron=*/5+*+*+*+*'
+  simulate visitors       node scripts/simulate.mjs --url ${url}   (watch the bandit learn)
   local storage           ${path.relative(ROOT, persistTo) || '.'}
 Ctrl-C stops both.
 `);

@@ -8,17 +8,13 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const KV_BINDING = 'STELLWERK_KV';
 export const R2_BUCKET = 'stellwerk-models';
 const WRANGLER = path.join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
 
-/** What the demo starts with: the placeholder snapshot, active in KV and published in R2. */
-export const DEMO_SEED = {
-  kv: [{ key: 'snapshot:active', file: path.join(ROOT, 'demo/seed/snapshot.json') }],
-  r2: [{ key: 'snapshots/active.json', file: path.join(ROOT, 'demo/seed/snapshot.json') }],
-};
 
 function wrangler(args) {
   return new Promise((resolve, reject) => {
@@ -50,9 +46,21 @@ export async function seed({ persistTo, kv = [], r2 = [], config = path.join(ROO
   ]);
 }
 
+/** Writes `{ key: bytes }` objects to files under `dir` and returns the `[{ key, file }]` list `seed` takes. */
+export async function asFiles(dir, objects) {
+  await mkdir(dir, { recursive: true });
+  return Promise.all(Object.entries(objects).map(async ([key, body], i) => {
+    const file = path.join(dir, `${i}-${key.replace(/[^a-z0-9.]+/gi, '_')}`);
+    await writeFile(file, body);
+    return { key, file };
+  }));
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const i = process.argv.indexOf('--persist-to');
   const persistTo = path.resolve(i > 0 ? process.argv[i + 1] : path.join(ROOT, '.wrangler/state'));
-  await seed({ persistTo, ...DEMO_SEED });
-  console.log(`seeded ${DEMO_SEED.kv.length} KV key(s) and ${DEMO_SEED.r2.length} R2 object(s) into ${persistTo}`);
+  const { demoStore } = await import('../demo/store.mjs');
+  const r2 = await asFiles(path.join(persistTo, 'seed'), demoStore());
+  await seed({ persistTo, r2 });
+  console.log(`seeded ${r2.length} R2 object(s) into ${persistTo}; the sync activates them`);
 }

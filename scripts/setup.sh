@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the build, the demo and the tests need; skips what is already there.
+# Safe to run again: each step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +13,19 @@ for target in wasm32-unknown-unknown wasm32-wasip2; do
     rustup target add "$target"
   fi
 done
+
+# npm packages (wrangler, workerd, esbuild, binaryen), exactly as package-lock.json pins them.
+if [[ ! -x node_modules/.bin/wrangler || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+# Redis: the central queue and key-value store of Spin deployments, used by the Spin tests.
+if ! command -v redis-server >/dev/null; then
+  log "apt-get install redis-server"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+# worker-build and wasm-bindgen-cli at the versions the Worker needs (installed only when missing).
+scripts/build-worker.sh --tools-only

@@ -69,6 +69,16 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Print the core's outputs for conformance vectors, the reference every edge must match:
+    /// `{"<kind>/<file>": output, ...}` (one entry per line) for every vector under PATH, or one
+    /// file's output with `--kind`.
+    Conformance {
+        /// Vector folder (default `tests/conformance`), or one vector file with `--kind`.
+        path: Option<PathBuf>,
+        /// The kind of the one vector file given as PATH (flags, token, decide, ...).
+        #[arg(long)]
+        kind: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -185,7 +195,46 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Token { action } => token(action),
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
+        Command::Conformance { path, kind } => conformance(path, kind.as_deref()),
     }
+}
+
+fn conformance(path: Option<PathBuf>, kind: Option<&str>) -> Result<ExitCode, String> {
+    use stellwerk_core::conformance::{KINDS, run};
+    let output_of = |kind: &str, file: &Path| -> Result<String, String> {
+        let vector: Value =
+            serde_json::from_slice(&read(file)?).map_err(|e| format!("{}: {e}", file.display()))?;
+        let output = run(kind, &vector).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(output.to_string())
+    };
+    if let Some(kind) = kind {
+        let file = path.ok_or("--kind needs the vector FILE")?;
+        emit(&output_of(kind, &file)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = path.unwrap_or_else(|| PathBuf::from("tests/conformance"));
+    // One entry per line, so a driver can also take each output's exact bytes from its line.
+    let mut entries = Vec::new();
+    for kind in KINDS {
+        let Ok(listing) = std::fs::read_dir(dir.join(kind)) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = listing
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let key = Value::from(format!("{kind}/{name}"));
+            entries.push(format!("{key}:{}", output_of(kind, &file)?));
+        }
+    }
+    if entries.is_empty() {
+        return Err(format!("{}: no conformance vectors", dir.display()));
+    }
+    emit(&format!("{{\n{}\n}}", entries.join(",\n")));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn rewrite_stdin(
@@ -384,7 +433,15 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A file's bytes; `-` reads standard input.
 fn read(path: &Path) -> Result<Vec<u8>, String> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("stdin: {e}"))?;
+        return Ok(bytes);
+    }
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -6,12 +6,14 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::aggregate::PosteriorSnapshot;
 use crate::decide::PageDecision;
 use crate::event::Event;
 use crate::feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback};
 use crate::gate::{GateAction, GateVerdict, gate};
 use crate::request::{RequestFacts, UNIT_COOKIE};
 use crate::snapshot::{Destination, Snapshot};
+use crate::sync::ActivePointers;
 
 /// Every path under this prefix belongs to Stellwerk, never to the origin.
 pub const RESERVED_PREFIX: &str = "/_stellwerk/";
@@ -37,20 +39,39 @@ pub enum Route {
     BeaconScript,
     /// `GET /_stellwerk/health`.
     Health,
+    /// `POST /_stellwerk/conformance` (admin only): runs a conformance vector through the core.
+    Conformance,
+    /// `GET /_stellwerk/status` (admin only): the background parts' progress records.
+    Status,
+    /// `PUT /_stellwerk/admin/snapshot` (admin only): validate and activate a snapshot now.
+    PushSnapshot,
+    /// `PUT /_stellwerk/admin/objects/{key}` (admin only): publish an object (model, manifest,
+    /// snapshot) to the store the sync reads.
+    PutObject,
+    /// `POST /_stellwerk/admin/sync` (admin only): run the sync now instead of at the next tick.
+    SyncNow,
     /// A reserved path with the wrong method.
     MethodNotAllowed,
     /// Any other reserved path.
     NotFound,
 }
 
+/// Prefix of the object-publishing route; the rest of the path is the object key.
+pub const OBJECTS_PREFIX: &str = "/_stellwerk/admin/objects/";
+
 pub fn route(method: &str, path: &str) -> Route {
     if !path.starts_with(RESERVED_PREFIX) {
         return Route::Page;
     }
     let wanted = match path {
+        _ if object_key(path).is_some() => ("PUT", Route::PutObject),
+        "/_stellwerk/admin/snapshot" => ("PUT", Route::PushSnapshot),
+        "/_stellwerk/admin/sync" => ("POST", Route::SyncNow),
         "/_stellwerk/feedback" => ("POST", Route::Feedback),
         BEACON_PATH => ("GET", Route::BeaconScript),
         "/_stellwerk/health" => ("GET", Route::Health),
+        "/_stellwerk/conformance" => ("POST", Route::Conformance),
+        "/_stellwerk/status" => ("GET", Route::Status),
         _ => return Route::NotFound,
     };
     if method.eq_ignore_ascii_case(wanted.0)
@@ -59,6 +80,29 @@ pub fn route(method: &str, path: &str) -> Route {
         wanted.1
     } else {
         Route::MethodNotAllowed
+    }
+}
+
+/// The object key of a `PutObject` path: non-empty, no `..` segment, no leading slash.
+pub fn object_key(path: &str) -> Option<&str> {
+    let key = path.strip_prefix(OBJECTS_PREFIX)?;
+    let safe = !key.is_empty()
+        && !key.starts_with('/')
+        && key.split('/').all(|s| !s.is_empty() && s != "..");
+    safe.then_some(key)
+}
+
+impl Route {
+    /// Routes that need the admin bearer token.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Route::Status
+                | Route::Conformance
+                | Route::PushSnapshot
+                | Route::PutObject
+                | Route::SyncNow
+        )
     }
 }
 
@@ -201,20 +245,27 @@ pub fn unit_cookie(unit_id: &str, secure: bool) -> String {
     )
 }
 
-/// A short, public summary of the decision for debugging (`experiment=arm` pairs).
+/// A short, public summary of the decision for debugging: `experiment=arm` pairs and the
+/// `model:name=version` that scored the request.
 fn decision_header(decision: &PageDecision) -> String {
     if decision.kill_switch {
         return "kill-switch".into();
     }
-    let arms: Vec<String> = decision
+    let parts: Vec<String> = decision
         .assignments
         .iter()
         .map(|a| format!("{}={}", a.experiment, a.arm))
+        .chain(
+            decision
+                .models
+                .iter()
+                .map(|(name, version)| format!("model:{name}={version}")),
+        )
         .collect();
-    if arms.is_empty() {
+    if parts.is_empty() {
         "none".into()
     } else {
-        arms.join(", ")
+        parts.join(", ")
     }
 }
 
@@ -274,6 +325,22 @@ pub fn feedback_accepted(accepted: &AcceptedFeedback) -> EdgeResponse {
     )
 }
 
+/// The answer to a pushed snapshot: activated, or refused with every `path: reason`.
+pub fn snapshot_pushed(result: &Result<Snapshot, crate::validate::Invalid>) -> EdgeResponse {
+    match result {
+        Ok(snapshot) => {
+            EdgeResponse::json(200, json!({ "activated": snapshot.version }).to_string())
+        }
+        Err(invalid) => {
+            let issues: Vec<String> = invalid.0.iter().map(ToString::to_string).collect();
+            EdgeResponse::json(
+                422,
+                json!({ "error": "invalid_snapshot", "issues": issues }).to_string(),
+            )
+        }
+    }
+}
+
 /// The answer when feedback arrives before any snapshot is active.
 pub fn feedback_unavailable() -> EdgeResponse {
     EdgeResponse::error(503, "no_snapshot", "no valid snapshot is active yet")
@@ -299,20 +366,52 @@ pub fn queue_messages(events: &[Event]) -> Vec<String> {
     events.iter().map(Event::to_json).collect()
 }
 
-/// The `health` document: what is active and how this instance has fared.
+/// The `health` document: what is active, what the last sync refused, and how this instance
+/// has fared.
 pub fn health_json(
     platform: &str,
-    snapshot_version: Option<&str>,
-    posteriors_version: Option<u64>,
-    sync: &Value,
+    snapshot: Option<&Snapshot>,
+    posteriors: &PosteriorSnapshot,
+    pointers: &ActivePointers,
     counters: &EdgeCounters,
 ) -> String {
+    let models: serde_json::Map<String, Value> = pointers
+        .models
+        .iter()
+        .map(|(name, p)| {
+            let candidate = p.candidate.as_ref().map(|c| {
+                json!({ "version": c.manifest.version, "canaryPercent": c.manifest.canary_percent })
+            });
+            (
+                name.clone(),
+                json!({ "stable": p.stable.manifest.version, "candidate": candidate }),
+            )
+        })
+        .collect();
+    let experiments: serde_json::Map<String, Value> = posteriors
+        .experiments
+        .iter()
+        .map(|(key, posterior)| {
+            let arms: serde_json::Map<String, Value> = posterior
+                .arms
+                .iter()
+                .map(|(arm, stats)| {
+                    let probability = posterior.probabilities.get(arm);
+                    (arm.clone(), json!({ "exposures": stats.exposures, "rewards": stats.rewards, "pBest": probability }))
+                })
+                .collect();
+            (key.clone(), json!({ "arms": arms, "quarantined": posterior.quarantined }))
+        })
+        .collect();
     json!({
-        "status": if snapshot_version.is_some() { "ok" } else { "no_snapshot" },
+        "status": if snapshot.is_some() { "ok" } else { "no_snapshot" },
         "platform": platform,
-        "snapshot": snapshot_version,
-        "posteriors": posteriors_version,
-        "sync": sync,
+        "snapshot": snapshot.map(|s| s.version.as_str()),
+        "killSwitch": snapshot.map(|s| s.kill_switch),
+        "models": models,
+        "lastSync": pointers.last_sync,
+        "refusals": pointers.refusals,
+        "posteriors": { "version": posteriors.version, "updatedAt": posteriors.updated_at, "experiments": experiments },
         "instance": counters,
     })
     .to_string()
@@ -416,6 +515,21 @@ mod tests {
         assert_eq!(route("HEAD", "/_stellwerk/health"), Route::Health);
         assert_eq!(route("GET", "/_stellwerk/beacon.js"), Route::BeaconScript);
         assert_eq!(route("GET", "/_stellwerk/secret"), Route::NotFound);
+        assert_eq!(
+            route("PUT", "/_stellwerk/admin/objects/models/ctr/2.onnx"),
+            Route::PutObject
+        );
+        assert_eq!(
+            object_key("/_stellwerk/admin/objects/models/ctr/2.onnx"),
+            Some("models/ctr/2.onnx")
+        );
+        assert_eq!(
+            route("PUT", "/_stellwerk/admin/objects/../etc"),
+            Route::NotFound
+        );
+        assert_eq!(route("PUT", "/_stellwerk/admin/objects/"), Route::NotFound);
+        assert!(route("POST", "/_stellwerk/admin/sync").is_admin());
+        assert!(!route("GET", "/_stellwerk/health").is_admin());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod aggregate;
 mod bandit;
+pub mod conformance;
 mod decide;
 mod edge;
 mod event;
@@ -34,10 +35,11 @@ pub use aggregate::{
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
 pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
-    BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, ORIGIN_REQUEST_HEADERS,
-    RESERVED_PREFIX, Route, duplicate_feedback, feedback, feedback_accepted, feedback_unavailable,
-    gate_response, health_json, origin_request_headers, origin_url, page_headers, queue_messages,
-    reserved_route_error, route, unit_cookie,
+    BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, OBJECTS_PREFIX,
+    ORIGIN_REQUEST_HEADERS, RESERVED_PREFIX, Route, duplicate_feedback, feedback,
+    feedback_accepted, feedback_unavailable, gate_response, health_json, object_key,
+    origin_request_headers, origin_url, page_headers, queue_messages, reserved_route_error, route,
+    snapshot_pushed, unit_cookie,
 };
 pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
@@ -61,8 +63,9 @@ pub use snapshot::{
     SNAPSHOT_SCHEMA, Snapshot,
 };
 pub use sync::{
-    ActivePointers, ModelObjects, ModelPointer, ModelPointers, ModelRelease, ObjectRef, Refusal,
-    SnapshotPointer, SyncManifest, sha256_hex, verify_model, verify_snapshot,
+    ActivePointers, MANIFEST_KEY, ModelObjects, ModelPointer, ModelPointers, ModelRelease,
+    ObjectRef, Refusal, SnapshotPointer, SyncManifest, SyncOutcome, SyncStep, sha256_hex,
+    sync_step, verify_model, verify_snapshot,
 };
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use validate::{Invalid, Issue};

@@ -525,6 +525,9 @@ impl Model {
                 actual,
             });
         }
+        // The cache key is always lowercase hex, whatever case the manifest used.
+        let mut manifest = manifest;
+        manifest.sha256 = actual;
         let plan = prepare(&manifest, bytes)?;
         let model = Model { manifest, plan };
         model.check_golden()?;

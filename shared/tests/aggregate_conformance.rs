@@ -1,34 +1,13 @@
 //! Runs `tests/conformance/aggregate/*.json`: batches folded into posteriors, with the report
 //! of every batch, the counts, the remembered ids and the Thompson probabilities.
 
-use std::path::PathBuf;
+mod common;
 
-use serde_json::Value;
 use stellwerk_core::{Event, PosteriorSnapshot, Snapshot, apply_events};
-
-fn vectors(folder: &str) -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/conformance")
-        .join(folder);
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (
-                p.display().to_string(),
-                serde_json::from_str(&text).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
 
 #[test]
 fn aggregate_vectors() {
-    let all = vectors("aggregate");
+    let all = common::vectors("aggregate");
     assert!(all.len() >= 2, "only {} aggregate vectors", all.len());
     for (path, v) in all {
         let snapshot = Snapshot::from_value(v["snapshot"].clone())

@@ -1,34 +1,13 @@
 //! Runs `tests/conformance/bandit/*.json`: exact arm probabilities for fixed, epsilon-greedy
 //! and UCB1, Thompson against exact Beta integrals (Monte-Carlo tolerance), and `choose_arm`.
 
-use std::path::PathBuf;
+mod common;
 
-use serde_json::Value;
 use stellwerk_core::{Arm, ArmStats, Policy, arm_probabilities, choose_arm};
-
-fn vectors(folder: &str) -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/conformance")
-        .join(folder);
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (
-                p.display().to_string(),
-                serde_json::from_str(&text).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
 
 #[test]
 fn bandit_vectors() {
-    let all = vectors("bandit");
+    let all = common::vectors("bandit");
     assert!(all.len() >= 10, "only {} bandit vectors", all.len());
     for (path, v) in all {
         if let Some(cases) = v.get("chooseArm") {

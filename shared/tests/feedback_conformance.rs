@@ -1,34 +1,14 @@
 //! Runs `tests/conformance/feedback/*.json`: beacon acceptance and refusal, with dedupe keys
 //! and expected events computed by an independent implementation (Python hashlib).
 
-use std::path::PathBuf;
+mod common;
 
 use serde_json::Value;
 use stellwerk_core::{ConsentState, Snapshot, accept_feedback};
 
-fn vectors(folder: &str) -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/conformance")
-        .join(folder);
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (
-                p.display().to_string(),
-                serde_json::from_str(&text).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 #[test]
 fn feedback_vectors() {
-    let all = vectors("feedback");
+    let all = common::vectors("feedback");
     assert!(all.len() >= 20, "only {} feedback vectors", all.len());
     let mut accepted = 0;
     for (path, v) in all {

@@ -5,15 +5,13 @@
 //! `String`, `Integer`, `Float`, `Object`) evaluates through the typed accessor. A file with
 //! `issues` holds a document that must be refused with exactly those `path: reason` lines.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use stellwerk_core::{FlagSet, ValueType};
-
-fn vector_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance/flags")
-}
 
 fn value_type(name: &str) -> ValueType {
     match name {
@@ -83,13 +81,7 @@ fn check_file(path: &Path) -> (usize, Vec<String>) {
 
 #[test]
 fn every_flagd_vector_resolves_as_flagd_does() {
-    let mut files: Vec<PathBuf> = fs::read_dir(vector_dir())
-        .unwrap_or_else(|e| panic!("{}: {e}", vector_dir().display()))
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    files.sort();
+    let files = common::vector_paths("flags");
     assert!(!files.is_empty(), "no vectors found");
 
     let mut checked = 0;

@@ -6,6 +6,8 @@
 //! Every vector is also run byte by byte and in 7- and 64-byte chunks: the output must not
 //! change.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -126,13 +128,8 @@ fn run_vector(path: &Path) {
 
 #[test]
 fn rewrite_conformance_vectors() {
-    let dir = repo_dir("tests/conformance/rewrite");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    paths.sort();
+    let dir = common::vector_dir("rewrite");
+    let paths = common::vector_paths("rewrite");
     assert!(
         paths.len() >= 15,
         "expected the rewrite vectors in {}",

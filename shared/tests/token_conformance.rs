@@ -1,30 +1,10 @@
 //! Runs `tests/conformance/token/*.json`: token verification against vectors produced by an
 //! independent implementation (Python hmac/hashlib/base64).
 
-use std::path::PathBuf;
+mod common;
 
 use serde_json::Value;
 use stellwerk_core::{DecisionToken, TokenError};
-
-fn vectors(folder: &str) -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/conformance")
-        .join(folder);
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (
-                p.display().to_string(),
-                serde_json::from_str(&text).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
 
 fn token_from_wire(v: &Value) -> DecisionToken {
     DecisionToken {
@@ -40,7 +20,7 @@ fn token_from_wire(v: &Value) -> DecisionToken {
 
 #[test]
 fn token_vectors() {
-    let all = vectors("token");
+    let all = common::vectors("token");
     assert!(all.len() >= 10, "only {} token vectors", all.len());
     for (path, v) in all {
         let key = v["keyUtf8"].as_str().unwrap().as_bytes();

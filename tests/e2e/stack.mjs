@@ -1,13 +1,13 @@
 // Starts what an end-to-end test needs and stops it again: the demo origin (in this process),
 // seeded local KV and R2 in a fresh directory, and the Worker in wrangler's dev server (workerd)
 // with the inspector off (scripts/local-edge.mjs).
-import { mkdir, mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startOrigin } from '../../demo/origin/server.mjs';
-import { seed } from '../../scripts/seed.mjs';
+import { asFiles, seed } from '../../scripts/seed.mjs';
 import { startEdge } from '../../scripts/local-edge.mjs';
 import { ensureDevVars } from '../../scripts/dev-vars.mjs';
 
@@ -28,7 +28,7 @@ export function freePort() {
  * into a fresh local storage directory; `vars` override wrangler.toml's [vars].
  * Resolves to `{ url, origin, adminToken, timings, fetch, admin, stop }`.
  */
-export async function startStack({ kv = {}, r2 = {}, vars = {}, logLevel = process.env.STELLWERK_E2E_LOG ?? 'warn' } = {}) {
+export async function startStack({ kv = {}, r2 = {}, vars = {}, secrets = {}, logLevel = process.env.STELLWERK_E2E_LOG ?? 'warn' } = {}) {
   const timings = {};
   let t = performance.now();
   const lap = (name) => { const now = performance.now(); timings[name] = Math.round(now - t); t = now; };
@@ -37,13 +37,7 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, logLevel = proce
   const persistTo = await mkdtemp(path.join(tmpdir(), 'stellwerk-e2e-'));
   const origin = await startOrigin({ port: 0 });
   const files = path.join(persistTo, 'seed');
-  await mkdir(files);
-  const write = async (entries) => Promise.all(Object.entries(entries).map(async ([key, body], i) => {
-    const file = path.join(files, `${i}-${key.replace(/[^a-z0-9.]+/gi, '_')}`);
-    await writeFile(file, body);
-    return { key, file };
-  }));
-  await seed({ persistTo, kv: await write(kv), r2: await write(r2) });
+  await seed({ persistTo, kv: await asFiles(path.join(files, 'kv'), kv), r2: await asFiles(path.join(files, 'r2'), r2) });
   lap('seed_ms');
 
   const adminToken = randomBytes(16).toString('hex');
@@ -52,7 +46,7 @@ export async function startStack({ kv = {}, r2 = {}, vars = {}, logLevel = proce
     port,
     persistTo,
     vars: { ORIGIN_URL: origin.url, ...vars },
-    secrets: { ADMIN_TOKEN: adminToken },
+    secrets: { ...secrets, ADMIN_TOKEN: adminToken },
     logLevel,
   });
   lap('worker_start_ms');

@@ -184,7 +184,7 @@ test('the aggregator moves the posteriors and the component picks them up; a cra
   const doc = posteriors();
   assert.ok(doc.version > version0);
   const health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
-  assert.equal(health.posteriors, doc.version);
+  assert.equal(health.posteriors.version, doc.version);
   const probabilities = doc.experiments['hero-headline'].probabilities;
   assert.equal(Object.keys(probabilities).length, 3);
 });
@@ -261,8 +261,9 @@ test('stellwerk sync verifies what the store publishes; a corrupted model is ref
     assert.equal(stack.cli('GET', 'snapshot:active'), snapshot.toString());
     let health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
     assert.equal(health.snapshot, 'synced-1');
-    const goodSha = JSON.parse(modelManifest).sha256;
-    assert.equal(health.sync.models['ctr-mlp'].stable.manifest.sha256, goodSha);
+    const goodVersion = JSON.parse(modelManifest).version;
+    assert.equal(health.models['ctr-mlp'].stable, goodVersion);
+    assert.equal(JSON.parse(stack.cli('GET', 'models:active')).models['ctr-mlp'].stable.manifest.sha256, JSON.parse(modelManifest).sha256);
 
     // A candidate whose bytes do not match its manifest, a candidate that matches a forged
     // manifest but is not a model tract can load, and a snapshot that does not match its sha256.
@@ -291,10 +292,10 @@ test('stellwerk sync verifies what the store publishes; a corrupted model is ref
     assert.equal(stack.cli('GET', 'snapshot:active'), snapshot.toString(), 'the last good snapshot keeps serving');
     health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
     assert.equal(health.snapshot, 'synced-1');
-    assert.equal(health.sync.models['ctr-mlp'].stable.manifest.sha256, goodSha);
-    assert.equal(health.sync.models['ctr-mlp'].candidate ?? null, null);
-    assert.equal(health.sync.models['ctr-mlp-next'], undefined);
-    assert.equal(health.sync.refusals.length, 3);
+    assert.equal(health.models['ctr-mlp'].stable, goodVersion);
+    assert.equal(health.models['ctr-mlp'].candidate, null);
+    assert.equal(health.models['ctr-mlp-next'], undefined);
+    assert.equal(health.refusals.length, 3);
   } finally {
     store.close();
   }

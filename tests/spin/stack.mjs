@@ -59,7 +59,7 @@ export async function startSpinStack({ variables = {} } = {}) {
     ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}=${v}`])];
   const host = spawn(HOST, args, { stdio: ['ignore', 'ignore', process.env.STELLWERK_E2E_LOG ? 'inherit' : 'ignore'] });
   const url = `http://127.0.0.1:${port}`;
-  await until('spin host', async () => (await fetch(`${url}/_stellwerk/health`)).ok, 60_000);
+  await until('spin host', async () => (await fetch(`${url}/_stellwerk/health`)).ok, 180_000);
 
   return {
     url, origin, redisUrl, redisPort, cli,

@@ -14,8 +14,6 @@ pub const DEAD_LETTER_QUEUE: &str = "stellwerk-events-dlq";
 pub mod vars {
     /// Base URL of the site the Worker fronts.
     pub const ORIGIN_URL: &str = "ORIGIN_URL";
-    /// R2 key of the snapshot the scheduled sync activates.
-    pub const SNAPSHOT_OBJECT: &str = "SNAPSHOT_OBJECT";
     /// How long an isolate serves a snapshot before reading KV again, in milliseconds.
     pub const SNAPSHOT_TTL_MS: &str = "SNAPSHOT_TTL_MS";
 }
@@ -42,13 +40,9 @@ pub mod keys {
     pub const CONSUMER_STATUS: &str = "status:events";
     /// [`crate::status::DeadLetterStatus`].
     pub const DEAD_LETTER_STATUS: &str = "status:dead-letters";
-    /// [`crate::status::SyncStatus`].
-    pub const SYNC_STATUS: &str = "status:sync";
+    /// Prefix of the feedback dedupe keys (expire after the attribution window).
+    pub const DEDUPE_PREFIX: &str = "dedupe:";
 }
 
-/// Used when `SNAPSHOT_OBJECT` is unset.
-pub const DEFAULT_SNAPSHOT_OBJECT: &str = "snapshots/active.json";
 /// Used when `SNAPSHOT_TTL_MS` is unset or not a number.
 pub const DEFAULT_SNAPSHOT_TTL_MS: f64 = 30_000.0;
-/// Queues accept at most 100 messages per `sendBatch`.
-pub const MAX_EVENTS_PER_BATCH: usize = 100;

@@ -61,17 +61,6 @@ pub fn origin_url(origin: &str, path: &str, query: Option<&str>) -> Result<Strin
     Ok(url)
 }
 
-/// Whether a `Content-Type` is an HTML document, the only kind of body the edge rewrites.
-pub fn is_html(content_type: Option<&str>) -> bool {
-    content_type
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/html"))
-}
-
-/// Response headers that stop being true once the body is rewritten: the length changes. Every
-/// other origin header (charset, caching, cookies) is kept.
-pub const DROPPED_WHEN_REWRITTEN: &[&str] = &["content-length"];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,17 +93,6 @@ mod tests {
             origin_url("https://example.com", "a", None),
             Err(OriginUrlError::RelativePath("a".into()))
         );
-    }
-
-    #[test]
-    fn only_html_is_rewritten() {
-        assert!(is_html(Some("text/html; charset=utf-8")));
-        assert!(is_html(Some("TEXT/HTML")));
-        assert!(is_html(Some(" text/html ;charset=ISO-8859-1")));
-        assert!(!is_html(Some("image/svg+xml")));
-        assert!(!is_html(Some("application/json")));
-        assert!(!is_html(Some("text/htmlx")));
-        assert!(!is_html(None));
     }
 
     #[test]

@@ -73,10 +73,15 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             )
             .await
         }
+        // The admin routes (status, conformance, snapshot push, object publish, sync now) are
+        // not served on Spin yet: `stellwerk sync` and the key-value store take their place.
         other => {
-            if let Some(answer) = reserved_route_error(other) {
-                respond(response_out, answer, head).await
-            }
+            let answer = reserved_route_error(other)
+                .or_else(|| reserved_route_error(Route::NotFound))
+                .unwrap_or_else(|| {
+                    EdgeResponse::error(404, "not_found", "no such Stellwerk route")
+                });
+            respond(response_out, answer, head).await
         }
     }
 }
@@ -135,11 +140,10 @@ fn request_facts(request: &IncomingRequest, method: &str) -> RequestFacts {
 }
 
 fn health(state: &EdgeState) -> EdgeResponse {
-    let posteriors = (state.posteriors.version > 0).then_some(state.posteriors.version);
     let body = health_json(
         "spin",
-        state.snapshot.as_ref().map(|s| s.version.as_str()),
-        posteriors,
+        state.snapshot.as_deref(),
+        &state.posteriors,
         &state.pointers,
         &state::counters(),
     );

@@ -9,9 +9,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde_json::Value;
 use spin_sdk::wit::wasi::keyvalue::store;
-use stellwerk_core::{EdgeCounters, PosteriorSnapshot, Snapshot};
+use stellwerk_core::{ActivePointers, EdgeCounters, PosteriorSnapshot, Snapshot};
 
 /// Key of the active snapshot (same name as in Workers KV).
 pub const SNAPSHOT_KEY: &str = "snapshot:active";
@@ -29,7 +28,7 @@ pub struct EdgeState {
     pub snapshot: Option<Rc<Snapshot>>,
     pub posteriors: Rc<PosteriorSnapshot>,
     /// The sync's pointers document, shown by `health`.
-    pub pointers: Value,
+    pub pointers: Rc<ActivePointers>,
 }
 
 struct Cached {
@@ -102,8 +101,8 @@ fn read(previous: EdgeState) -> EdgeState {
         Err(()) => previous.posteriors.clone(),
     };
     let pointers = match get(MODEL_POINTERS_KEY) {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Ok(None) => Value::Null,
+        Ok(Some(bytes)) => Rc::new(serde_json::from_slice(&bytes).unwrap_or_default()),
+        Ok(None) => Rc::default(),
         Err(()) => previous.pointers.clone(),
     };
     EdgeState {

@@ -1,30 +1,32 @@
-//! Queue consumers: the events queue (aggregator) and its dead-letter queue.
+//! Queue consumers: the events queue (the aggregator) and its dead-letter queue.
 //!
 //! `wrangler.toml` sets `max_concurrency = 1` on the events consumer: KV has no transactions,
-//! so only one invocation at a time may read-modify-write the posteriors and progress records.
+//! so only one invocation at a time may read-modify-write the posteriors.
 
+use super::isolate;
 use crate::bindings::{KV, keys};
-use crate::status::{ConsumerStatus, DeadLetterStatus, QueuedEvent};
+use crate::status::{ConsumerStatus, DeadLetterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use stellwerk_core::{Event, PosteriorSnapshot, apply_events};
 use wasm_bindgen::JsValue;
-use worker::{Env, KvStore, MessageBatch, MessageExt, Result, console_warn};
+use worker::{Env, Error, KvStore, MessageBatch, MessageExt, Result, console_warn};
 
-/// Aggregates one batch of events. Messages that are not events are retried (and reach the
-/// dead-letter queue after `max_retries`); a failed KV write returns the error before any
-/// message is acknowledged, and the caller retries the whole batch.
+/// Folds one batch into the posteriors. A message that is not a valid event is retried (and
+/// reaches the dead-letter queue after `max_retries`); the posteriors are written before any
+/// message is acknowledged, and a failed write fails the batch, which the caller retries. A
+/// redelivered event changes nothing: `apply_events` remembers the ids it applied.
 pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Result<()> {
     let mut accepted = Vec::new();
     let mut to_ack = Vec::new();
     let mut rejected = 0;
-    // Bodies are decoded one by one: a single malformed message must not fail its batch.
     for message in batch.raw_iter() {
-        let event = body_json(&message.body())
-            .ok_or_else(|| "body is not JSON".to_string())
-            .and_then(|body| {
-                serde_json::from_value::<QueuedEvent>(body).map_err(|error| error.to_string())
-            });
+        let event = js_sys::JSON::stringify(&message.body())
+            .ok()
+            .and_then(|text| text.as_string())
+            .ok_or_else(|| "body is not JSON".to_owned())
+            .and_then(|text| Event::from_json(text.as_bytes()).map_err(|e| e.to_string()));
         match event {
             Ok(event) => {
                 accepted.push(event);
@@ -41,12 +43,31 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
         }
     }
 
-    // CORE: `stellwerk_core::aggregate(&accepted, posteriors)` folds the batch into the
-    // posteriors (idempotent by event id), written back to `keys::POSTERIORS` here.
-
+    let state = isolate::state(env, now_ms).await?;
+    let snapshot = state
+        .snapshot
+        .as_deref()
+        .ok_or_else(|| Error::RustError("no valid snapshot to aggregate with".into()))?;
     let kv = env.kv(KV)?;
+    // Read afresh, not from the isolate cache: this is a read-modify-write.
+    let mut posteriors = match kv.get(keys::POSTERIORS).bytes().await? {
+        Some(bytes) => PosteriorSnapshot::parse(&bytes)
+            .map_err(|e| Error::RustError(format!("posteriors in KV: {e}")))?,
+        None => PosteriorSnapshot::default(),
+    };
+    let report = apply_events(
+        &mut posteriors,
+        &accepted,
+        snapshot,
+        (now_ms / 1000.0) as u64,
+    );
+    kv.put(keys::POSTERIORS, posteriors.to_json())?
+        .execute()
+        .await?;
+    isolate::invalidate();
+
     let mut status: ConsumerStatus = read_record(&kv, keys::CONSUMER_STATUS).await?;
-    status.record(&accepted, rejected, now_ms);
+    status.record(&accepted, rejected, &report, now_ms);
     write_record(&kv, keys::CONSUMER_STATUS, &status).await?;
     for message in to_ack {
         message.ack();
@@ -58,7 +79,13 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
 pub async fn dead_letters(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Result<()> {
     let bodies = batch
         .raw_iter()
-        .map(|message| body_json(&message.body()).unwrap_or(Value::Null))
+        .map(|message| {
+            js_sys::JSON::stringify(&message.body())
+                .ok()
+                .and_then(|text| text.as_string())
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or(Value::Null)
+        })
         .collect();
     let kv = env.kv(KV)?;
     let mut status: DeadLetterStatus = read_record(&kv, keys::DEAD_LETTER_STATUS).await?;
@@ -66,13 +93,6 @@ pub async fn dead_letters(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64)
     write_record(&kv, keys::DEAD_LETTER_STATUS, &status).await?;
     batch.ack_all();
     Ok(())
-}
-
-/// A message body as JSON. Bodies are sent as JSON (`contentType: "json"`), so this is exact;
-/// `None` for anything `JSON.stringify` cannot express.
-fn body_json(body: &JsValue) -> Option<Value> {
-    let text = js_sys::JSON::stringify(body).ok()?.as_string()?;
-    serde_json::from_str(&text).ok()
 }
 
 /// A progress record, or a fresh one when the key is absent or unreadable (a corrupt record

@@ -1,129 +1,192 @@
-//! State that lives as long as the isolate: its identity, counters and the snapshot cache.
+//! State that lives as long as the isolate: the parsed snapshot, posteriors and model pointers
+//! (re-read from KV after a short TTL), loaded model plans (by sha256), and counters.
 //!
 //! Workers run one request at a time per isolate thread, so `thread_local!` + `RefCell` is
 //! enough; no borrow is held across an `.await`.
 
-use crate::bindings::{DEFAULT_SNAPSHOT_TTL_MS, KV, keys, vars};
-use crate::body::StreamTally;
+use crate::bindings::{DEFAULT_SNAPSHOT_TTL_MS, KV, MODELS, keys, vars};
 use crate::cache::{CacheStats, TtlCache};
-use serde::Serialize;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use worker::{Env, Result};
+use stellwerk_core::{
+    ActivePointers, EdgeCounters, Model, PosteriorSnapshot, Snapshot, sha256_hex,
+};
+use worker::{Env, Result, console_error, console_warn};
 
-/// Identity and counters of this isolate, reported by the health and status routes.
-#[derive(Debug, Clone, Serialize)]
-pub struct IsolateInfo {
-    /// Random id drawn when the isolate served its first request.
-    pub id: String,
-    /// When that was (ms since the epoch).
-    pub started_at_ms: f64,
-    /// Requests served by this isolate.
-    pub requests: u64,
-    /// Bodies streamed through the rewriter.
-    pub streams: StreamTotals,
+/// What a request decides with.
+pub struct EdgeState {
+    /// The last valid snapshot this isolate saw; `None` until one was valid.
+    pub snapshot: Option<Rc<Snapshot>>,
+    pub posteriors: Rc<PosteriorSnapshot>,
+    pub pointers: Rc<ActivePointers>,
 }
 
-/// Sums of the [`StreamTally`]s of every completed rewritten body.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct StreamTotals {
-    /// Bodies streamed to the end.
-    pub responses: u64,
-    /// Origin chunks passed through the rewriter.
-    pub chunks: u64,
-    /// Bytes read from the origin.
-    pub bytes_in: u64,
-    /// Bytes written to visitors.
-    pub bytes_out: u64,
-}
-
-/// A snapshot as read from KV; `None` when KV has none (cached too, so an empty namespace does
-/// not cost a KV read per request).
-pub type SnapshotBytes = Option<Rc<Vec<u8>>>;
-
-/// The snapshot an edge serves with, and where it came from.
-pub struct LoadedSnapshot {
-    /// The snapshot document, when KV has one.
-    pub bytes: SnapshotBytes,
-    /// How long ago it was read from KV.
-    pub age_ms: f64,
-    /// Whether this lookup was served by the isolate cache.
-    pub from_cache: bool,
+/// A model the snapshot's pointers name, as loaded in this isolate.
+pub struct IsolateModel {
+    pub name: String,
+    pub stable: Rc<Model>,
+    pub candidate: Option<Rc<Model>>,
 }
 
 thread_local! {
-    static INFO: RefCell<Option<IsolateInfo>> = const { RefCell::new(None) };
-    static SNAPSHOTS: RefCell<TtlCache<&'static str, SnapshotBytes>> = RefCell::new(TtlCache::new(4));
+    static STATE: RefCell<TtlCache<(), Rc<EdgeState>>> = RefCell::new(TtlCache::new(1));
+    /// Parsed snapshots by the sha256 of their bytes: a re-read of unchanged bytes is not re-parsed,
+    /// and the last valid one survives a refused document.
+    static LAST_GOOD: RefCell<Option<(String, Rc<Snapshot>)>> = const { RefCell::new(None) };
+    /// Loaded plans by model sha256; `None` marks bytes that failed to load (not retried).
+    static PLANS: RefCell<HashMap<String, Option<Rc<Model>>>> = RefCell::new(HashMap::new());
+    static COUNTERS: RefCell<EdgeCounters> = RefCell::new(EdgeCounters::default());
 }
 
-/// Counts a request, drawing the isolate's id on the first one.
-pub fn count_request(now_ms: f64) {
-    INFO.with(|info| {
-        let mut info = info.borrow_mut();
-        let info = info.get_or_insert_with(|| IsolateInfo {
-            // Math.random is enough for telling isolates apart; it is not a secret.
-            id: format!(
-                "{:08x}",
-                (js_sys::Math::random() * f64::from(u32::MAX)) as u32
-            ),
-            started_at_ms: now_ms,
-            requests: 0,
-            streams: StreamTotals::default(),
-        });
-        info.requests += 1;
-    });
+pub fn count_request() {
+    COUNTERS.with(|c| c.borrow_mut().requests += 1);
 }
 
-/// Adds a completed body's tally to the isolate's totals.
-pub fn record_stream(tally: StreamTally) {
-    INFO.with(|info| {
-        if let Some(info) = info.borrow_mut().as_mut() {
-            info.streams.responses += 1;
-            info.streams.chunks += tally.chunks;
-            info.streams.bytes_in += tally.bytes_in;
-            info.streams.bytes_out += tally.bytes_out;
-        }
-    });
+/// Counts a page served untouched because something failed.
+pub fn count_fallback(reason: &str) {
+    COUNTERS.with(|c| c.borrow_mut().fallback(reason));
 }
 
-/// This isolate's identity and counters.
-pub fn info() -> Option<IsolateInfo> {
-    INFO.with(|info| info.borrow().clone())
+pub fn counters() -> EdgeCounters {
+    COUNTERS.with(|c| c.borrow().clone())
 }
 
-/// The snapshot cache's counters.
-pub fn snapshot_cache_stats() -> CacheStats {
-    SNAPSHOTS.with(|cache| cache.borrow().stats())
+pub fn cache_stats() -> CacheStats {
+    STATE.with(|cache| cache.borrow().stats())
 }
 
-/// Makes the next lookup read KV, after this isolate activated a new snapshot.
-pub fn invalidate_snapshot() {
-    SNAPSHOTS.with(|cache| cache.borrow_mut().invalidate(&keys::SNAPSHOT));
+/// Makes the next request re-read KV (after this isolate activated something new).
+pub fn invalidate() {
+    STATE.with(|cache| cache.borrow_mut().invalidate(&()));
 }
 
-/// The active snapshot: from the isolate cache while fresh, otherwise from KV.
-pub async fn snapshot(env: &Env, now_ms: f64) -> Result<LoadedSnapshot> {
-    if let Some(hit) = SNAPSHOTS.with(|cache| cache.borrow_mut().get(&keys::SNAPSHOT, now_ms)) {
-        return Ok(LoadedSnapshot {
-            bytes: hit.value,
-            age_ms: hit.age_ms,
-            from_cache: true,
-        });
+/// The state to decide with: from the isolate cache while fresh, otherwise from KV.
+pub async fn state(env: &Env, now_ms: f64) -> Result<Rc<EdgeState>> {
+    if let Some(hit) = STATE.with(|cache| cache.borrow_mut().get(&(), now_ms)) {
+        return Ok(hit.value);
     }
-    let bytes = env.kv(KV)?.get(keys::SNAPSHOT).bytes().await?.map(Rc::new);
-    // CORE: parse and validate with `stellwerk_core::Snapshot::parse` here and cache the parsed
-    // snapshot (keeping the last valid one when a new document is refused).
+    let kv = env.kv(KV)?;
+    let (snapshot, posteriors, pointers) = futures_util::future::join3(
+        kv.get(keys::SNAPSHOT).bytes(),
+        kv.get(keys::POSTERIORS).bytes(),
+        kv.get(keys::MODEL_POINTERS).bytes(),
+    )
+    .await;
+    let state = Rc::new(EdgeState {
+        snapshot: snapshot?.and_then(|bytes| parse_snapshot(&bytes)),
+        posteriors: Rc::new(parse_or_default(
+            posteriors?,
+            PosteriorSnapshot::parse,
+            "posteriors",
+        )),
+        pointers: Rc::new(parse_or_default(
+            pointers?,
+            |b| serde_json::from_slice(b).map_err(|e| e.to_string()),
+            "pointers",
+        )),
+    });
     let ttl = snapshot_ttl_ms(env);
-    SNAPSHOTS.with(|cache| {
+    STATE.with(|cache| {
         cache
             .borrow_mut()
-            .insert(keys::SNAPSHOT, bytes.clone(), now_ms, ttl)
+            .insert((), Rc::clone(&state), now_ms, ttl)
     });
-    Ok(LoadedSnapshot {
-        bytes,
-        age_ms: 0.0,
-        from_cache: false,
-    })
+    Ok(state)
+}
+
+/// Parses the snapshot in KV, or keeps the last valid one when the document is refused.
+fn parse_snapshot(bytes: &[u8]) -> Option<Rc<Snapshot>> {
+    let sha = sha256_hex(bytes);
+    let last_good = LAST_GOOD.with(|last| last.borrow().clone());
+    if let Some((last_sha, snapshot)) = &last_good
+        && *last_sha == sha
+    {
+        return Some(Rc::clone(snapshot));
+    }
+    match Snapshot::parse(bytes) {
+        Ok(snapshot) => {
+            let snapshot = Rc::new(snapshot);
+            LAST_GOOD.with(|last| *last.borrow_mut() = Some((sha, Rc::clone(&snapshot))));
+            Some(snapshot)
+        }
+        Err(invalid) => {
+            console_error!(
+                "stellwerk: snapshot in KV refused, keeping the last valid one: {invalid}"
+            );
+            count_fallback("invalid_snapshot");
+            last_good.map(|(_, snapshot)| snapshot)
+        }
+    }
+}
+
+fn parse_or_default<T: Default, E: std::fmt::Display>(
+    bytes: Option<Vec<u8>>,
+    parse: impl Fn(&[u8]) -> std::result::Result<T, E>,
+    what: &str,
+) -> T {
+    match bytes.map(|b| parse(&b)) {
+        Some(Ok(value)) => value,
+        Some(Err(error)) => {
+            console_warn!("stellwerk: {what} in KV unreadable, using none: {error}");
+            T::default()
+        }
+        None => T::default(),
+    }
+}
+
+/// The models the pointers name, loaded from R2 once per isolate and kept by sha256. A model
+/// whose bytes fail to load is left out (and counted); the decision goes on without it.
+pub async fn models(env: &Env, pointers: &ActivePointers) -> Vec<IsolateModel> {
+    let mut loaded = Vec::new();
+    for (name, versions) in &pointers.models {
+        let Some(stable) = plan(env, &versions.stable).await else {
+            continue;
+        };
+        let candidate = match &versions.candidate {
+            Some(candidate) => plan(env, candidate).await,
+            None => None,
+        };
+        loaded.push(IsolateModel {
+            name: name.clone(),
+            stable,
+            candidate,
+        });
+    }
+    loaded
+}
+
+async fn plan(env: &Env, pointer: &stellwerk_core::ModelPointer) -> Option<Rc<Model>> {
+    let sha = &pointer.manifest.sha256;
+    if let Some(cached) = PLANS.with(|plans| plans.borrow().get(sha).cloned()) {
+        return cached;
+    }
+    let loaded = match fetch_object(env, &pointer.model_key).await {
+        Ok(Some(bytes)) => Model::load(pointer.manifest.clone(), &bytes).map_err(|e| e.to_string()),
+        Ok(None) => Err("object not found".into()),
+        Err(error) => Err(error.to_string()),
+    };
+    let plan = match loaded {
+        Ok(model) => Some(Rc::new(model)),
+        Err(reason) => {
+            console_error!("stellwerk: model {} refused: {reason}", pointer.model_key);
+            count_fallback("model_load");
+            None
+        }
+    };
+    PLANS.with(|plans| plans.borrow_mut().insert(sha.clone(), plan.clone()));
+    plan
+}
+
+/// An R2 object's bytes, `None` when absent.
+pub async fn fetch_object(env: &Env, key: &str) -> Result<Option<Vec<u8>>> {
+    match env.bucket(MODELS)?.get(key).execute().await? {
+        Some(object) => match object.body() {
+            Some(body) => Ok(Some(body.bytes().await?)),
+            None => Ok(Some(Vec::new())),
+        },
+        None => Ok(None),
+    }
 }
 
 fn snapshot_ttl_ms(env: &Env) -> f64 {

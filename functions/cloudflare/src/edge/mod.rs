@@ -7,14 +7,12 @@ mod page;
 mod sync;
 
 use crate::bindings::DEAD_LETTER_QUEUE;
+use stellwerk_core::{Route, route};
 use wasm_bindgen::JsValue;
 use worker::{
     Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
     console_error, event,
 };
-
-/// Control routes live under this prefix; every other path goes to the origin.
-const CONTROL_PREFIX: &str = "/_stellwerk/";
 
 /// Milliseconds since the epoch, from the runtime's clock.
 fn now_ms() -> f64 {
@@ -24,11 +22,11 @@ fn now_ms() -> f64 {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let now = now_ms();
-    isolate::count_request(now);
+    isolate::count_request();
     let path = req.path();
-    let result = match path.strip_prefix(CONTROL_PREFIX) {
-        Some(route) => control::handle(route, req, &env, &ctx, now).await,
-        None => page::handle(req, &env, &ctx, now).await,
+    let result = match route(req.method().as_ref(), &path) {
+        Route::Page => page::handle(req, &env, &ctx, now).await,
+        reserved => control::handle(reserved, req, &env, &ctx, now).await,
     };
     result.or_else(|error| {
         console_error!("stellwerk: {path}: {error}");
@@ -56,6 +54,6 @@ async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<
 }
 
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    sync::run(&event, &env).await;
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    sync::run(&env, now_ms()).await;
 }

@@ -1,9 +1,16 @@
-//! Every non-control request: fetch the origin and stream its HTML through the rewriter.
+//! Every request that is not Stellwerk's own: gate, decide, fetch the origin, stream its HTML
+//! through the core's rewriter. Any engine failure serves the origin's bytes untouched.
 
-use super::isolate;
-use crate::bindings::vars;
-use crate::body::{RewriteError, rewrite_stream};
-use crate::origin::{DROPPED_WHEN_REWRITTEN, FORWARDED_REQUEST_HEADERS, is_html, origin_url};
+use super::{control, isolate};
+use crate::bindings::{secrets, vars};
+use crate::body::{BodyRewriter, RewriteError, rewrite_stream};
+use crate::origin::{FORWARDED_REQUEST_HEADERS, origin_url};
+use std::cell::RefCell;
+use std::rc::Rc;
+use stellwerk_core::{
+    BEACON_PATH, DecideInput, Keys, LoadedModel, PageDecision, PageRewriter, PlatformFacts,
+    RequestFacts, csp_nonce, decide, gate_response, page_headers,
+};
 use wasm_bindgen::JsValue;
 use worker::{
     Context, Env, Error, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
@@ -16,52 +23,184 @@ impl From<RewriteError> for Error {
     }
 }
 
-/// Proxies one visitor request to the origin.
+/// The facts the core decides on, read from the Worker's request.
+pub fn request_facts(req: &Request) -> Result<RequestFacts> {
+    let cf = req.cf();
+    Ok(RequestFacts {
+        method: req.method().to_string(),
+        url: req.url()?.to_string(),
+        headers: req.headers().entries().collect(),
+        platform: PlatformFacts {
+            country: cf.and_then(|cf| cf.country()),
+            asn: cf.and_then(|cf| cf.asn()),
+            tls_version: cf.map(|cf| cf.tls_version()).filter(|v| !v.is_empty()),
+            bot_score: cf
+                .and_then(|cf| cf.bot_management())
+                .map(|bot| bot.score())
+                .and_then(|score| u8::try_from(score).ok()),
+        },
+    })
+}
+
+pub fn secret(env: &Env, name: &str) -> Vec<u8> {
+    env.secret(name)
+        .map(|s| s.to_string().into_bytes())
+        .unwrap_or_default()
+}
+
+/// Proxies one visitor request to the origin, personalised where the snapshot says so.
 pub async fn handle(req: Request, env: &Env, ctx: &Context, now_ms: f64) -> Result<Response> {
-    // A KV outage must not take the site down: without a snapshot the edge passes through.
-    let snapshot = match isolate::snapshot(env, now_ms).await {
-        Ok(loaded) => loaded.bytes,
-        Err(error) => {
-            console_error!("stellwerk: snapshot unavailable, passing through: {error}");
+    let decision = match decide_for(&req, env, now_ms).await {
+        Ok(decision) => decision,
+        Err(reason) => {
+            // No snapshot, no KV: the site must not go down with the engine.
+            isolate::count_fallback(&reason);
             None
         }
     };
-    // CORE: `stellwerk_core::gate(&snapshot, &facts)` blocks, challenges or tags here, and
-    // `stellwerk_core::decide(&snapshot, &facts, rng, now)` picks flags and arms for the visitor.
-    let _ = snapshot;
+    if let Some(decision) = &decision
+        && let Some(stopped) = gate_response(&decision.gate)
+    {
+        control::send_events(ctx, env, &decision.events)?;
+        return control::edge_response(stopped);
+    }
 
-    let origin_request = origin_request(&req, env)?;
-    let mut origin = match Fetch::Request(origin_request).send().await {
+    let mut origin = match Fetch::Request(origin_request(&req, env)?).send().await {
         Ok(response) => response,
         Err(error) => {
             console_error!("stellwerk: origin fetch failed: {error}");
             return Response::error("stellwerk: origin unreachable", 502);
         }
     };
-
-    // CORE: the decisions' exposures go to the queue off the response path
-    // (`super::control::send_events(ctx, env, events)`).
-    let _ = ctx;
-
     let content_type = origin.headers().get("content-type")?;
-    if !is_html(content_type.as_deref()) || !matches!(origin.body(), ResponseBody::Stream(_)) {
-        // Not a page (or no body): the runtime streams it to the visitor untouched.
+    let page = stellwerk_core::is_html(content_type.as_deref())
+        && origin.status_code() == 200
+        && matches!(origin.body(), ResponseBody::Stream(_));
+    let Some(decision) = decision.filter(|_| page) else {
+        // Not a page, an origin error, or no decision: the origin's response as it was sent.
         return Ok(origin);
-    }
-    let status = origin.status_code();
-    let headers = Headers::new();
-    for (name, value) in origin.headers().entries() {
-        if !DROPPED_WHEN_REWRITTEN.contains(&name.as_str()) {
-            headers.append(&name, &value)?;
+    };
+
+    let nonce = origin
+        .headers()
+        .get("content-security-policy")?
+        .as_deref()
+        .and_then(csp_nonce);
+    let injection = decision.page_injection(BEACON_PATH, nonce);
+    let output = Rc::new(RefCell::new(Vec::new()));
+    let sink = Rc::clone(&output);
+    let rewriter = match PageRewriter::new(
+        &decision.mutations,
+        injection.as_ref(),
+        content_type.as_deref(),
+        move |bytes: &[u8]| sink.borrow_mut().extend_from_slice(bytes),
+    ) {
+        Ok(rewriter) => rewriter,
+        Err(error) => {
+            // The variant cannot be applied to this page: serve it untouched and log no exposure.
+            console_error!("stellwerk: rewrite refused, serving the origin page: {error}");
+            isolate::count_fallback("rewrite");
+            return Ok(origin);
         }
+    };
+    let rewritten = rewriter.is_rewriting();
+    let secure = req.url()?.scheme() == "https";
+    let origin_headers: Vec<(String, String)> = origin.headers().entries().collect();
+    let headers = Headers::new();
+    for (name, value) in page_headers(&origin_headers, &decision, rewritten, secure) {
+        headers.append(&name, &value)?;
     }
-    // CORE: `stellwerk_core::rewrite(decisions)` becomes the rewriter; until then every byte
-    // passes through the same chunked path unchanged.
-    let rewriter = |chunk: &[u8]| chunk.to_vec();
-    let body = rewrite_stream(origin.stream()?, rewriter, isolate::record_stream);
+    control::send_events(ctx, env, &decision.events)?;
+    let body = rewrite_stream(
+        origin.stream()?,
+        PageBody {
+            rewriter: Some(rewriter),
+            output,
+        },
+        |_| {},
+    );
     Ok(Response::from_stream(body)?
-        .with_status(status)
+        .with_status(200)
         .with_headers(headers))
+}
+
+/// Gate and decide; `Err` names why the engine could not run (counted as a fallback).
+async fn decide_for(
+    req: &Request,
+    env: &Env,
+    now_ms: f64,
+) -> std::result::Result<Option<PageDecision>, String> {
+    let state = isolate::state(env, now_ms).await.map_err(|e| {
+        console_error!("stellwerk: state unavailable, passing through: {e}");
+        "state_unavailable".to_owned()
+    })?;
+    let Some(snapshot) = state.snapshot.as_deref() else {
+        return Err("no_snapshot".into());
+    };
+    let facts = request_facts(req).map_err(|e| format!("request: {e}"))?;
+    let models = isolate::models(env, &state.pointers).await;
+    let loaded: Vec<LoadedModel<'_>> = models
+        .iter()
+        .map(|m| LoadedModel {
+            name: &m.name,
+            stable: &m.stable,
+            candidate: m.candidate.as_deref(),
+        })
+        .collect();
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|e| format!("randomness: {e}"))?;
+    let (token_key, unit_key) = (
+        secret(env, secrets::HMAC_KEY),
+        secret(env, secrets::UNIT_ID_KEY),
+    );
+    let decision = decide(&DecideInput {
+        snapshot,
+        posteriors: &state.posteriors,
+        facts: &facts,
+        keys: Keys {
+            token: &token_key,
+            unit: &unit_key,
+        },
+        random,
+        now: (now_ms / 1000.0) as u64,
+        models: &loaded,
+    });
+    for reason in &decision.fallbacks {
+        console_error!("stellwerk: {reason}");
+        isolate::count_fallback("model_run");
+    }
+    Ok(Some(decision))
+}
+
+/// Adapts the core's push-style rewriter to the body stream: each chunk in, what the rewriter
+/// released out.
+struct PageBody<O: FnMut(&[u8])> {
+    rewriter: Option<PageRewriter<O>>,
+    output: Rc<RefCell<Vec<u8>>>,
+}
+
+impl<O: FnMut(&[u8])> BodyRewriter for PageBody<O> {
+    fn push(&mut self, chunk: &[u8]) -> std::result::Result<Vec<u8>, RewriteError> {
+        let rewriter = self.rewriter.as_mut().ok_or_else(|| RewriteError {
+            reason: "after end".into(),
+        })?;
+        rewriter.write(chunk).map_err(|e| {
+            isolate::count_fallback("rewrite");
+            RewriteError {
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(std::mem::take(&mut *self.output.borrow_mut()))
+    }
+
+    fn finish(&mut self) -> std::result::Result<Vec<u8>, RewriteError> {
+        if let Some(rewriter) = self.rewriter.take() {
+            rewriter.end().map_err(|e| RewriteError {
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(std::mem::take(&mut *self.output.borrow_mut()))
+    }
 }
 
 /// The visitor's request re-addressed to `ORIGIN_URL`, with only the forwarded headers.

@@ -1,70 +1,58 @@
-//! The scheduled sync: published snapshot (and later models) from R2 into KV.
+//! The scheduled sync: snapshot and models from R2, verified by the core, activated in KV.
 
 use super::isolate;
-use crate::bindings::{DEFAULT_SNAPSHOT_OBJECT, KV, MODELS, keys, vars};
-use crate::status::SyncStatus;
-use worker::{Env, Error, Result, ScheduledEvent, console_error};
+use crate::bindings::{KV, keys};
+use std::collections::BTreeMap;
+use stellwerk_core::{ActivePointers, MANIFEST_KEY, SyncStep, sync_step};
+use worker::{Env, Result, console_error, console_log};
 
-/// Runs one sync and records its outcome; failures are recorded, not thrown, so the next cron
-/// tick simply tries again.
-pub async fn run(event: &ScheduledEvent, env: &Env) {
-    let object = env
-        .var(vars::SNAPSHOT_OBJECT)
-        .map(|value| value.to_string())
-        .unwrap_or_else(|_| DEFAULT_SNAPSHOT_OBJECT.to_string());
-    let mut status = SyncStatus {
-        cron: event.cron(),
-        scheduled_time_ms: event.schedule(),
-        object: object.clone(),
-        outcome: "missing".into(),
-        etag: None,
-        bytes: None,
-        reason: None,
-    };
-    match sync_snapshot(env, &object).await {
-        Ok(Some((etag, bytes))) => {
-            status.outcome = "activated".into();
-            status.etag = Some(etag);
-            status.bytes = Some(bytes);
-        }
-        Ok(None) => {}
-        Err(error) => {
-            console_error!("stellwerk: sync of {object} failed: {error}");
-            status.outcome = "failed".into();
-            status.reason = Some(error.to_string());
-        }
-    }
-    if let Err(error) = write_status(env, &status).await {
-        console_error!("stellwerk: sync status not written: {error}");
+/// Runs one sync. Failures are logged and recorded in the pointers' refusals, never thrown, so
+/// the next cron tick simply tries again and the last good versions keep serving meanwhile.
+pub async fn run(env: &Env, now_ms: f64) {
+    if let Err(error) = sync(env, now_ms).await {
+        console_error!("stellwerk: sync failed, keeping the active versions: {error}");
     }
 }
 
-/// Copies the published snapshot into KV; `None` when the bucket has no such object.
-async fn sync_snapshot(env: &Env, object: &str) -> Result<Option<(String, u64)>> {
-    let Some(found) = env.bucket(MODELS)?.get(object).execute().await? else {
-        return Ok(None);
+async fn sync(env: &Env, now_ms: f64) -> Result<()> {
+    let Some(manifest) = isolate::fetch_object(env, MANIFEST_KEY).await? else {
+        console_log!("stellwerk: sync: no {MANIFEST_KEY} in the bucket, nothing to do");
+        return Ok(());
     };
-    let etag = found.etag();
-    let bytes = found
-        .body()
-        .ok_or_else(|| Error::RustError(format!("{object}: object has no body")))?
-        .bytes()
-        .await?;
-    // CORE: `stellwerk_core::sync` checks the manifest's sha256, test-parses the snapshot and
-    // test-loads its models (canary, last-known-good) before anything is activated; the model
-    // pointers go to `keys::MODEL_POINTERS`.
-    env.kv(KV)?
-        .put_bytes(keys::SNAPSHOT, &bytes)?
-        .execute()
-        .await?;
-    isolate::invalidate_snapshot();
-    Ok(Some((etag, bytes.len() as u64)))
-}
-
-async fn write_status(env: &Env, status: &SyncStatus) -> Result<()> {
-    env.kv(KV)?
-        .put(keys::SYNC_STATUS, serde_json::to_string(status)?)?
-        .execute()
-        .await?;
+    let kv = env.kv(KV)?;
+    let current: ActivePointers = match kv.get(keys::MODEL_POINTERS).text().await? {
+        Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+        None => ActivePointers::default(),
+    };
+    let now = (now_ms / 1000.0) as u64;
+    let mut fetched = BTreeMap::new();
+    let outcome = loop {
+        match sync_step(&manifest, &current, &fetched, now) {
+            SyncStep::Fetch(objects) => {
+                for key in objects {
+                    let bytes = isolate::fetch_object(env, &key).await?;
+                    fetched.insert(key, bytes);
+                }
+            }
+            SyncStep::Done(outcome) => break outcome,
+        }
+    };
+    for refusal in &outcome.pointers.refusals {
+        console_error!(
+            "stellwerk: sync refused {}: {}",
+            refusal.object,
+            refusal.reason
+        );
+    }
+    if let Some(snapshot) = &outcome.activate_snapshot {
+        kv.put_bytes(keys::SNAPSHOT, snapshot)?.execute().await?;
+    }
+    kv.put(
+        keys::MODEL_POINTERS,
+        serde_json::to_string(&outcome.pointers)?,
+    )?
+    .execute()
+    .await?;
+    isolate::invalidate();
     Ok(())
 }
