@@ -12,6 +12,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CRATE="$ROOT/functions/cloudflare"
 OUT="$CRATE/build"
 WASM="$OUT/index_bg.wasm"
+# Touched when a build starts and kept only when it succeeds: a source edited during a build is
+# newer than the stamp, so the next run builds again.
+STAMP="$CRATE/target-stamp"
 # worker-build 0.8.7 accepts wasm-bindgen <= 0.2.129; the CLI must equal the library in Cargo.lock.
 WORKER_BUILD_VERSION="0.8.7"
 WASM_BINDGEN_VERSION="0.2.129"
@@ -47,9 +50,9 @@ if [[ $tools_only == 1 ]]; then
 fi
 
 # Skip when the last build is newer than every input (wrangler dev runs this on every start).
-if [[ $force == 0 && -f "$WASM" && -f "$OUT/index.js" ]]; then
+if [[ $force == 0 && -f "$WASM" && -f "$OUT/index.js" && -f "$STAMP" ]]; then
   newer="$(find "$CRATE/src" "$CRATE/Cargo.toml" "$ROOT/shared/src" "$ROOT/shared/Cargo.toml" \
-    "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$WASM" -print -quit 2>/dev/null || true)"
+    "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$STAMP" -print -quit 2>/dev/null || true)"
   if [[ -z "$newer" ]]; then
     log "up to date ($WASM)"
     exit 0
@@ -78,7 +81,9 @@ export ESBUILD_BIN="$ROOT/node_modules/esbuild/bin/esbuild"
 export CARGO_PROFILE_RELEASE_STRIP=debuginfo
 
 start=$(date +%s.%N)
+touch "$STAMP.next"
 (cd "$CRATE" && worker-build --release)
+mv "$STAMP.next" "$STAMP"
 end=$(date +%s.%N)
 
 raw=$(stat -c %s "$WASM")

@@ -108,7 +108,9 @@ describe('Stellwerk Worker in wrangler dev', { timeout: 300_000 }, () => {
   test('a new visitor gets the unit cookie; personalised pages are private and keep the origin headers', async () => {
     const response = await get('/');
     const origin = await fetch(new URL('/', stack.origin.url));
-    assert.match(response.headers.get('set-cookie'), /^stellwerk_id=[0-9a-f]{32}; Path=\/; Max-Age=31536000; SameSite=Lax; HttpOnly/);
+    const unitCookie = response.headers.getSetCookie().find((c) => c.startsWith('stellwerk_id='));
+    assert.match(unitCookie, /^stellwerk_id=[0-9a-f]{32}; Path=\/; Max-Age=31536000; SameSite=Lax; HttpOnly/);
+    assert.ok(response.headers.getSetCookie().includes('session=demo; Path=/; HttpOnly'), 'the origin\'s own cookie is kept');
     assert.equal(response.headers.get('cache-control'), 'private, no-store');
     assert.match(response.headers.get('vary'), /Cookie/);
     assert.equal(response.headers.get('content-type'), origin.headers.get('content-type'));
@@ -158,11 +160,11 @@ describe('Stellwerk Worker in wrangler dev', { timeout: 300_000 }, () => {
     // Only the one accepted click reaches the consumer.
     const status = await waitFor(async () => {
       const s = await (await stack.admin('/_stellwerk/status')).json();
-      return s.events?.byType?.click >= 1 && s;
+      return s.events?.by_type?.click >= 1 && s;
     }, { what: 'the click in the consumer' });
     await new Promise((resolve) => setTimeout(resolve, 6_000));
     const later = await (await stack.admin('/_stellwerk/status')).json();
-    assert.equal(later.events.byType.click, 1, JSON.stringify(status.events));
+    assert.equal(later.events.by_type.click, 1, JSON.stringify(status.events));
   });
 
   test('exposures and clicks reach the consumer and move the posteriors in KV', async () => {
@@ -198,7 +200,7 @@ describe('Stellwerk Worker in wrangler dev', { timeout: 300_000 }, () => {
     const response = await push(broken);
     assert.equal(response.status, 422);
     const { issues } = await response.json();
-    assert.ok(issues.includes('experiments[0].arms[1].mutations[0].selector: invalid CSS selector: ' + issues[0].split('invalid CSS selector: ')[1]), JSON.stringify(issues));
+    assert.ok(issues.some((i) => i.startsWith('experiments[0].arms[1].mutations[0].selector: invalid CSS selector')), JSON.stringify(issues));
     assert.ok(issues.includes('experiments[0].traffic: must be between 0 and 1'), JSON.stringify(issues));
     assert.equal((await health()).snapshot, 'e2e-1');
   });
@@ -227,7 +229,7 @@ describe('Stellwerk Worker in wrangler dev', { timeout: 300_000 }, () => {
     const pointers = await syncNow();
     assert.equal(pointers.refusals.length, 1, JSON.stringify(pointers.refusals));
     assert.equal(pointers.refusals[0].object, 'models/ctr-mlp/2.0.0.onnx');
-    assert.match(pointers.refusals[0].reason, /golden|unparseable|parse|shape/i);
+    assert.match(pointers.refusals[0].reason, /onnx|golden|parse/i);
     const h = await health();
     assert.equal(h.models['ctr-mlp'].stable, '1.0.0');
     assert.match((await get('/', cookie(unit()))).headers.get('x-stellwerk'), /model:ctr-mlp=1\.0\.0/);

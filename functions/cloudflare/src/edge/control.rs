@@ -165,7 +165,9 @@ async fn status(env: &Env) -> Result<Response> {
 /// Runs a conformance vector through this build of the core, so a driver can compare every
 /// edge's answer with the native one byte for byte.
 async fn conformance(req: &mut Request) -> Result<Response> {
-    let body: Value = match req.json().await {
+    // Parsed from the raw bytes by serde_json, as the native CLI does: going through a JS object
+    // would lose the difference between `0` and `0.0`.
+    let body: Value = match serde_json::from_slice(&req.bytes().await?) {
         Ok(body) => body,
         Err(error) => {
             return edge_response(EdgeResponse::error(

@@ -34,7 +34,8 @@ thread_local! {
     /// Parsed snapshots by the sha256 of their bytes: a re-read of unchanged bytes is not re-parsed,
     /// and the last valid one survives a refused document.
     static LAST_GOOD: RefCell<Option<(String, Rc<Snapshot>)>> = const { RefCell::new(None) };
-    /// Loaded plans by model sha256; `None` marks bytes that failed to load (not retried).
+    /// Loaded plans by model sha256 and version (a canary may ship the same bytes under a new
+    /// version); `None` marks a model that failed to load (not retried).
     static PLANS: RefCell<HashMap<String, Option<Rc<Model>>>> = RefCell::new(HashMap::new());
     static COUNTERS: RefCell<EdgeCounters> = RefCell::new(EdgeCounters::default());
 }
@@ -157,8 +158,8 @@ pub async fn models(env: &Env, pointers: &ActivePointers) -> Vec<IsolateModel> {
 }
 
 async fn plan(env: &Env, pointer: &stellwerk_core::ModelPointer) -> Option<Rc<Model>> {
-    let sha = &pointer.manifest.sha256;
-    if let Some(cached) = PLANS.with(|plans| plans.borrow().get(sha).cloned()) {
+    let key = format!("{}/{}", pointer.manifest.sha256, pointer.manifest.version);
+    if let Some(cached) = PLANS.with(|plans| plans.borrow().get(&key).cloned()) {
         return cached;
     }
     let loaded = match fetch_object(env, &pointer.model_key).await {
@@ -174,7 +175,7 @@ async fn plan(env: &Env, pointer: &stellwerk_core::ModelPointer) -> Option<Rc<Mo
             None
         }
     };
-    PLANS.with(|plans| plans.borrow_mut().insert(sha.clone(), plan.clone()));
+    PLANS.with(|plans| plans.borrow_mut().insert(key, plan.clone()));
     plan
 }
 
