@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod redis_aggregator;
+mod spin_sync;
+
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use stellwerk_core::{
@@ -57,6 +60,10 @@ enum Command {
         #[arg(long, default_value = "text/html; charset=utf-8")]
         content_type: String,
     },
+    /// Aggregate the Spin edges' events from a Redis stream into the posteriors.
+    Aggregate(redis_aggregator::AggregateArgs),
+    /// Verify what the object store publishes and move Spin's active pointers to it.
+    Sync(spin_sync::SyncArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -186,6 +193,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { action } => token(action),
+        Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
         Command::Conformance { path, kind } => conformance(path, kind.as_deref()),
     }
 }

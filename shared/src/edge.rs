@@ -417,6 +417,65 @@ pub fn health_json(
     .to_string()
 }
 
+/// The answer for a reserved path Stellwerk does not serve, or serves with another method.
+pub fn reserved_route_error(route: Route) -> Option<EdgeResponse> {
+    match route {
+        Route::NotFound => Some(EdgeResponse::error(
+            404,
+            "not_found",
+            "no such Stellwerk route",
+        )),
+        Route::MethodNotAllowed => Some(EdgeResponse::error(
+            405,
+            "method_not_allowed",
+            "this Stellwerk route does not take that method",
+        )),
+        _ => None,
+    }
+}
+
+/// Request headers an edge passes on to the origin. The visitor's address and platform headers
+/// stay at the edge.
+pub const ORIGIN_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "content-type",
+    "cookie",
+    "if-modified-since",
+    "if-none-match",
+    "pragma",
+    "range",
+    "referer",
+    "user-agent",
+];
+
+/// The visitor's headers that go to the origin, in their order.
+pub fn origin_request_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            ORIGIN_REQUEST_HEADERS
+                .iter()
+                .any(|kept| name.eq_ignore_ascii_case(kept))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The origin URL for a visitor's path and query: `origin` (`http(s)://host[/prefix]`) + path
+/// + query. `None` when `origin` is not an http(s) URL with a host or the path is not absolute.
+pub fn origin_url(origin: &str, path_and_query: &str) -> Option<String> {
+    let base = origin.trim().trim_end_matches('/');
+    let (scheme, rest) = base.split_once("://")?;
+    let host = rest.split('/').next().unwrap_or("");
+    if !matches!(scheme, "http" | "https") || host.is_empty() || !path_and_query.starts_with('/') {
+        return None;
+    }
+    Some(format!("{base}{path_and_query}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +604,38 @@ mod tests {
         );
         verdict.action = GateAction::Tag;
         assert!(gate_response(&verdict).is_none());
+    }
+    #[test]
+    fn unknown_reserved_paths_and_wrong_methods_get_json_errors() {
+        let missing = reserved_route_error(route("GET", "/_stellwerk/secret")).unwrap();
+        assert_eq!(missing.status, 404);
+        let wrong = reserved_route_error(route("GET", "/_stellwerk/feedback")).unwrap();
+        assert_eq!(wrong.status, 405);
+        assert!(
+            String::from_utf8(wrong.body)
+                .unwrap()
+                .contains("method_not_allowed")
+        );
+        assert!(reserved_route_error(Route::Page).is_none());
+    }
+
+    #[test]
+    fn the_origin_gets_the_path_and_only_the_listed_headers() {
+        assert_eq!(
+            origin_url("https://o.example/shop/", "/cart?x=1").as_deref(),
+            Some("https://o.example/shop/cart?x=1")
+        );
+        for bad in ["", "o.example", "ftp://o.example", "https://"] {
+            assert_eq!(origin_url(bad, "/"), None, "{bad:?}");
+        }
+        assert_eq!(origin_url("https://o.example", "cart"), None);
+        let headers = vec![
+            ("User-Agent".to_owned(), "ua".to_owned()),
+            ("x-forwarded-for".to_owned(), "203.0.113.9".to_owned()),
+            ("cookie".to_owned(), "a=b".to_owned()),
+        ];
+        let kept = origin_request_headers(&headers);
+        assert_eq!(kept.len(), 2);
+        assert!(kept.iter().all(|(n, _)| n != "x-forwarded-for"));
     }
 }

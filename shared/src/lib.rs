@@ -36,9 +36,10 @@ pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
 pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
     BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, OBJECTS_PREFIX,
-    RESERVED_PREFIX, Route, duplicate_feedback, feedback, feedback_accepted, feedback_unavailable,
-    gate_response, health_json, object_key, page_headers, queue_messages, route, snapshot_pushed,
-    unit_cookie,
+    ORIGIN_REQUEST_HEADERS, RESERVED_PREFIX, Route, duplicate_feedback, feedback,
+    feedback_accepted, feedback_unavailable, gate_response, health_json, object_key,
+    origin_request_headers, origin_url, page_headers, queue_messages, reserved_route_error, route,
+    snapshot_pushed, unit_cookie,
 };
 pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};

@@ -1,0 +1,228 @@
+//! `stellwerk aggregate --redis URL`: the aggregator of Spin deployments.
+//!
+//! It reads the edges' events from the Redis stream with a consumer group, folds each batch
+//! into the posteriors through the core's `apply_events`, writes the posteriors to the
+//! key-value key the components read, and only then acknowledges the batch. A consumer killed
+//! between the write and the ack re-reads its pending entries on restart (or another consumer
+//! claims them once idle): the core remembers applied event ids, so nothing is counted twice,
+//! and nothing acknowledged was left uncounted.
+//!
+//! The posteriors are written under `WATCH`/`MULTI`, so several aggregators can share one
+//! group without losing each other's updates. Entries that are not events go to a dead-letter
+//! stream and are acknowledged, so one bad message cannot wedge the group.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+};
+use redis::{Commands, Connection, RedisResult};
+use serde_json::json;
+use stellwerk_core::{ApplyReport, Event, PosteriorSnapshot, Snapshot, apply_events};
+
+/// The stream the Spin component adds events to.
+pub const EVENTS_STREAM: &str = "stellwerk:events";
+/// Where entries that are not events are kept for an operator.
+pub const DEAD_LETTER_STREAM: &str = "stellwerk:events:dead";
+/// The stream entry field holding an event's JSON.
+const EVENT_FIELD: &str = "event";
+
+/// Options of `stellwerk aggregate`.
+#[derive(clap::Args)]
+pub struct AggregateArgs {
+    /// Redis holding the event stream (`redis://host:port/db`).
+    #[arg(long)]
+    redis: String,
+    /// Redis backing Spin's key-value store, where the components read snapshot and posteriors
+    /// (default: the same as --redis).
+    #[arg(long)]
+    kv_redis: Option<String>,
+    #[arg(long, default_value = "stellwerk-aggregators")]
+    group: String,
+    /// This consumer's name: keep it stable across restarts so it finds its own pending entries.
+    #[arg(long, default_value = "aggregator-1")]
+    consumer: String,
+    /// Entries per batch.
+    #[arg(long, default_value_t = 500)]
+    count: usize,
+    /// Claim entries another consumer left pending for this long.
+    #[arg(long, default_value_t = 60_000)]
+    claim_idle_ms: usize,
+    /// How long one read waits for new entries.
+    #[arg(long, default_value_t = 5_000)]
+    block_ms: usize,
+    /// Stop once nothing is pending or new.
+    #[arg(long)]
+    once: bool,
+    /// Test hook: exit with status 3 after writing the posteriors of this many batches,
+    /// before acknowledging the last one (what a crash at the worst moment looks like).
+    #[arg(long, hide = true)]
+    exit_before_ack: Option<u64>,
+}
+
+const SNAPSHOT_KEY: &str = "snapshot:active";
+const POSTERIORS_KEY: &str = "posteriors:active";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn err(context: &str) -> impl Fn(redis::RedisError) -> String + '_ {
+    move |e| format!("{context}: {e}")
+}
+
+/// Runs the aggregator until stopped (or, with `--once`, until the stream is drained).
+pub fn run(args: &AggregateArgs) -> Result<(), String> {
+    let mut events = redis::Client::open(args.redis.as_str())
+        .and_then(|c| c.get_connection())
+        .map_err(err("redis"))?;
+    let mut kv = redis::Client::open(args.kv_redis.as_deref().unwrap_or(&args.redis))
+        .and_then(|c| c.get_connection())
+        .map_err(err("kv redis"))?;
+    create_group(&mut events, &args.group)?;
+    let mut batches = 0u64;
+    loop {
+        // Own pending entries first (a restart after a crash), then entries a dead consumer
+        // left behind, then new ones.
+        let mut batch = read(&mut events, args, "0")?;
+        if batch.is_empty() {
+            batch = claim(&mut events, args)?;
+        }
+        if batch.is_empty() {
+            batch = read(&mut events, args, ">")?;
+        }
+        if batch.is_empty() {
+            if args.once {
+                return Ok(());
+            }
+            continue;
+        }
+        let report = apply_batch(&mut kv, &batch)?;
+        batches += 1;
+        println!(
+            "{}",
+            json!({ "batch": batches, "entries": batch.len(), "report": report.0, "posteriorsVersion": report.1, "deadLetters": report.2 })
+        );
+        if args.exit_before_ack == Some(batches) {
+            std::process::exit(3);
+        }
+        for letter in &report.3 {
+            let _: String = events
+                .xadd(
+                    DEAD_LETTER_STREAM,
+                    "*",
+                    &[("entry", letter.0.as_str()), ("reason", letter.1.as_str())],
+                )
+                .map_err(err("XADD dead letter"))?;
+        }
+        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        let _: u64 = events
+            .xack(EVENTS_STREAM, &args.group, &ids)
+            .map_err(err("XACK"))?;
+    }
+}
+
+fn create_group(con: &mut Connection, group: &str) -> Result<(), String> {
+    let created: RedisResult<String> = con.xgroup_create_mkstream(EVENTS_STREAM, group, "0");
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(e) => Err(format!("XGROUP CREATE: {e}")),
+    }
+}
+
+fn read(con: &mut Connection, args: &AggregateArgs, from: &str) -> Result<Vec<StreamId>, String> {
+    let mut options = StreamReadOptions::default()
+        .group(&args.group, &args.consumer)
+        .count(args.count);
+    if from == ">" {
+        options = options.block(if args.once { 1 } else { args.block_ms });
+    }
+    let reply: Option<StreamReadReply> = con
+        .xread_options(&[EVENTS_STREAM], &[from], &options)
+        .map_err(err("XREADGROUP"))?;
+    Ok(reply
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .collect())
+}
+
+fn claim(con: &mut Connection, args: &AggregateArgs) -> Result<Vec<StreamId>, String> {
+    let reply: StreamAutoClaimReply = con
+        .xautoclaim_options(
+            EVENTS_STREAM,
+            &args.group,
+            &args.consumer,
+            args.claim_idle_ms,
+            "0-0",
+            StreamAutoClaimOptions::default().count(args.count),
+        )
+        .map_err(err("XAUTOCLAIM"))?;
+    Ok(reply.claimed)
+}
+
+/// An entry that is not an event: its id and why.
+type DeadLetter = (String, String);
+
+/// Folds a batch into the posteriors and writes them, atomically against other aggregators.
+fn apply_batch(
+    kv: &mut Connection,
+    batch: &[StreamId],
+) -> Result<(ApplyReport, u64, usize, Vec<DeadLetter>), String> {
+    let mut parsed = Vec::with_capacity(batch.len());
+    let mut dead = Vec::new();
+    for entry in batch {
+        let bytes: Option<Vec<u8>> = entry.get(EVENT_FIELD);
+        match bytes.map(|b| Event::from_json(&b)) {
+            Some(Ok(event)) => parsed.push(event),
+            Some(Err(invalid)) => {
+                dead.push((entry.id.clone(), format!("not an event: {invalid:?}")))
+            }
+            None => dead.push((entry.id.clone(), format!("no {EVENT_FIELD:?} field"))),
+        }
+    }
+    let now = now();
+    let (report, version): (ApplyReport, u64) =
+        redis::transaction(kv, &[POSTERIORS_KEY], |kv, pipe| {
+            let snapshot: Option<Vec<u8>> = kv.get(SNAPSHOT_KEY)?;
+            let Some(snapshot) = snapshot else {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "no snapshot in the key-value store: nothing to aggregate against",
+                )));
+            };
+            let snapshot = Snapshot::parse(&snapshot).map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the active snapshot is invalid",
+                    format!("{e:?}"),
+                ))
+            })?;
+            let current: Option<Vec<u8>> = kv.get(POSTERIORS_KEY)?;
+            let mut posteriors = match current {
+                Some(bytes) => PosteriorSnapshot::parse(&bytes).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "the stored posteriors are invalid; refusing to overwrite them",
+                        format!("{e:?}"),
+                    ))
+                })?,
+                None => PosteriorSnapshot::default(),
+            };
+            let before = posteriors.version;
+            let report = apply_events(&mut posteriors, &parsed, &snapshot, now);
+            if posteriors.version != before {
+                pipe.set(POSTERIORS_KEY, posteriors.to_json()).ignore();
+            } else {
+                pipe.get(POSTERIORS_KEY).ignore();
+            }
+            let done: Option<()> = pipe.query(kv)?;
+            Ok(done.map(|()| (report, posteriors.version)))
+        })
+        .map_err(err("posteriors"))?;
+    Ok((report, version, dead.len(), dead))
+}

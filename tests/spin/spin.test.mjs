@@ -1,0 +1,302 @@
+// End-to-end tests of the Spin component, run in the test host (tests/spin-host) exactly as
+// `spin up` would run it, against a real redis-server and the demo origin.
+//   node --test tests/spin/   (scripts/spin-test.sh builds everything first)
+import test, { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { startSpinStack, CLI } from './stack.mjs';
+
+const SNAPSHOT = JSON.parse(readFileSync(new URL('../../examples/snapshot.json', import.meta.url), 'utf8'));
+const UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
+const STREAM = 'stellwerk:events';
+const ARM_TEXT = {
+  control: 'Gear for the long way up',
+  benefit: 'Gear that lasts a lifetime',
+  urgency: 'Only this week: our best sellers, restocked',
+};
+
+let stack;
+const unit = (i) => i.toString(16).padStart(32, '0');
+const publish = (doc) => stack.cli('SET', 'snapshot:active', JSON.stringify(doc));
+const streamLength = () => Number(stack.cli('XLEN', STREAM));
+const posteriors = () => JSON.parse(stack.cli('GET', 'posteriors:active') || 'null');
+
+async function visit(i, path = '/', headers = {}) {
+  const res = await fetch(stack.url + path, { headers: { 'user-agent': UA, cookie: `stellwerk_id=${unit(i)}`, ...headers } });
+  const body = await res.text();
+  const injected = body.match(/window\.__stellwerk=(.*?);<\/script>/);
+  return { res, body, page: injected ? JSON.parse(injected[1]) : null };
+}
+
+/** `hero-headline=arm` from the decision header. */
+const heroArm = (res) => /hero-headline=(\w+)/.exec(res.headers.get('x-stellwerk') ?? '')?.[1];
+
+before(async () => {
+  stack = await startSpinStack();
+  publish(SNAPSHOT);
+});
+after(async () => stack?.stop());
+
+test('health reports the snapshot the component reads from the key-value store', async () => {
+  const res = await fetch(`${stack.url}/_stellwerk/health`);
+  assert.equal(res.status, 200);
+  const health = await res.json();
+  assert.equal(health.status, 'ok');
+  assert.equal(health.platform, 'spin');
+  assert.equal(health.snapshot, SNAPSHOT.version);
+});
+
+test('each arm gets its own rewritten HTML, with the origin headers kept', async () => {
+  const seen = new Map();
+  for (let i = 1; i <= 60 && seen.size < 3; i++) {
+    const v = await visit(i);
+    const arm = heroArm(v.res);
+    assert.ok(arm, `visitor ${i} was assigned an arm`);
+    if (!seen.has(arm)) seen.set(arm, v);
+  }
+  assert.deepEqual([...seen.keys()].sort(), ['benefit', 'control', 'urgency']);
+  for (const [arm, { res, body, page }] of seen) {
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.equal(res.headers.get('cache-control'), 'private, no-store');
+    assert.equal(res.headers.get('x-origin'), 'stellwerk-demo');
+    assert.equal(res.headers.get('content-length'), null);
+    assert.match(body, new RegExp(`<h1>${ARM_TEXT[arm]}</h1>`));
+    for (const other of Object.keys(ARM_TEXT).filter((a) => a !== arm)) {
+      assert.doesNotMatch(body, new RegExp(`<h1>${ARM_TEXT[other]}</h1>`));
+    }
+    assert.match(body, /<script src="\/_stellwerk\/beacon\.js" defer><\/script>/);
+    const hero = page.experiments.find((e) => e.experiment === 'hero-headline');
+    assert.equal(hero.arm, arm);
+  }
+  // Same visitor, same arm (sticky).
+  const again = await visit(1);
+  assert.equal(heroArm(again.res), heroArm((await visit(1)).res));
+});
+
+test('a new visitor gets a unit cookie; non-HTML passes through byte for byte', async () => {
+  const res = await fetch(`${stack.url}/`, { headers: { 'user-agent': UA } });
+  assert.match(res.headers.get('set-cookie') ?? '', /stellwerk_id=[0-9a-f]{32}; Path=\//);
+  await res.arrayBuffer();
+  const direct = Buffer.from(await (await fetch(`${stack.origin.url}/logo.svg`)).arrayBuffer());
+  const edge = await fetch(`${stack.url}/logo.svg`, { headers: { 'user-agent': UA, cookie: `stellwerk_id=${unit(5)}` } });
+  assert.equal(edge.headers.get('content-type'), 'image/svg+xml');
+  assert.deepEqual(Buffer.from(await edge.arrayBuffer()), direct);
+});
+
+test('automated requests get the gate page; reserved routes answer as the core says', async () => {
+  const blocked = await fetch(`${stack.url}/`, { headers: { 'user-agent': 'curl/8.5.0' } });
+  assert.equal(blocked.status, 403);
+  assert.match(blocked.headers.get('x-stellwerk-gate'), /^block; score=/);
+  assert.match(await blocked.text(), /Access denied/);
+
+  const script = await fetch(`${stack.url}/_stellwerk/beacon.js`);
+  assert.equal(script.status, 200);
+  assert.match(script.headers.get('content-type'), /^text\/javascript/);
+  assert.match(await script.text(), /\/_stellwerk\/feedback/);
+
+  const wrongMethod = await fetch(`${stack.url}/_stellwerk/feedback`);
+  assert.equal(wrongMethod.status, 405);
+  assert.equal((await wrongMethod.json()).error, 'method_not_allowed');
+  const missing = await fetch(`${stack.url}/_stellwerk/nothing`);
+  assert.equal(missing.status, 404);
+  await missing.arrayBuffer();
+});
+
+test('feedback round trip: accepted once, duplicate refused, forgeries rejected', async () => {
+  const { page } = await visit(1000);
+  const token = page.experiments.find((e) => e.experiment === 'hero-headline').token;
+  const post = (body) => fetch(`${stack.url}/_stellwerk/feedback`, {
+    method: 'POST', headers: { 'user-agent': UA, 'content-type': 'application/json' }, body: JSON.stringify(body),
+  });
+  const before = streamLength();
+  const first = await post({ token, type: 'click' });
+  assert.equal(first.status, 202);
+  const accepted = await first.json();
+  assert.equal(accepted.accepted, true);
+  assert.deepEqual(accepted.destinations, ['bandit', 'analytics']);
+  assert.equal(streamLength(), before + 1, 'the click is in the stream');
+  const [, field, json] = stack.cli('XREVRANGE', STREAM, '+', '-', 'COUNT', '1').split('\n');
+  assert.equal(field, 'event');
+  assert.equal(JSON.parse(json).id, accepted.id);
+
+  const duplicate = await post({ token, type: 'click' });
+  assert.equal(duplicate.status, 409);
+  assert.equal((await duplicate.json()).error, 'duplicate');
+
+  const forged = await post({ token: token.slice(0, -4) + (token.endsWith('AAAA') ? 'BBBB' : 'AAAA'), type: 'click' });
+  assert.ok(forged.status >= 400 && forged.status < 500, `forged token: ${forged.status}`);
+  await forged.arrayBuffer();
+  const garbage = await post({ nonsense: true });
+  assert.equal(garbage.status, 422);
+  assert.ok((await garbage.json()).error, 'the core names the rejection');
+  assert.equal(streamLength(), before + 1, 'rejected feedback never reaches the stream');
+});
+
+/** Page views of visitors `from..to`; resolves to exposures of hero-headline per arm. */
+async function views(from, to) {
+  const exposures = {};
+  for (let i = from; i < to; i++) {
+    const arm = heroArm((await visit(i)).res);
+    exposures[arm] = (exposures[arm] ?? 0) + 1;
+  }
+  return exposures;
+}
+
+function heroCounts() {
+  const doc = posteriors();
+  const arms = doc?.experiments?.['hero-headline']?.arms ?? {};
+  return Object.fromEntries(Object.entries(arms).map(([arm, s]) => [arm, s.exposures]));
+}
+
+const add = (a, b) => Object.fromEntries([...new Set([...Object.keys(a), ...Object.keys(b)])].map((k) => [k, (a[k] ?? 0) + (b[k] ?? 0)]));
+
+test('the aggregator moves the posteriors and the component picks them up; a crash mid-batch loses and double-counts nothing', async () => {
+  // Drain what earlier tests queued, to start from known counts.
+  const drained = await stack.aggregate('--once');
+  assert.equal(drained.status, 0);
+  const start = heroCounts();
+  const version0 = posteriors()?.version ?? 0;
+
+  const sent = await views(2000, 2030);
+  const pending = Number(stack.cli('XLEN', STREAM));
+  assert.ok(pending > 30, 'every view queued its exposures');
+
+  // Crash right after writing the posteriors of the first batch, before acknowledging it.
+  const crashed = await stack.aggregate('--once', '--count', '7', '--exit-before-ack', '1');
+  assert.equal(crashed.status, 3);
+  assert.equal(crashed.lines.length, 1);
+  assert.ok(crashed.lines[0].report.applied > 0);
+  const pel = stack.cli('XPENDING', STREAM, 'stellwerk-aggregators');
+  assert.match(pel, /^7\n/, 'the crashed batch is still pending');
+
+  // Restart: its pending entries come back first and count as duplicates, not twice.
+  const restarted = await stack.aggregate('--once', '--count', '7');
+  assert.equal(restarted.status, 0);
+  assert.equal(restarted.lines[0].entries, 7);
+  assert.equal(restarted.lines[0].report.duplicates, crashed.lines[0].report.applied);
+  assert.equal(restarted.lines[0].report.applied, 0);
+  assert.deepEqual(heroCounts(), add(start, sent), 'every exposure counted exactly once');
+  assert.match(stack.cli('XPENDING', STREAM, 'stellwerk-aggregators'), /^0\n?/);
+
+  // The component serves with what the aggregator published.
+  const doc = posteriors();
+  assert.ok(doc.version > version0);
+  const health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+  assert.equal(health.posteriors.version, doc.version);
+  const probabilities = doc.experiments['hero-headline'].probabilities;
+  assert.equal(Object.keys(probabilities).length, 3);
+});
+
+test('a dead consumer\'s pending entries are claimed by another, after SIGKILL mid-stream', async () => {
+  const start = heroCounts();
+  const sent = await views(3000, 3040);
+  // A consumer that dies holding entries it read but never acknowledged.
+  const dead = await stack.aggregate('--once', '--count', '5', '--consumer', 'doomed', '--exit-before-ack', '1');
+  assert.equal(dead.status, 3);
+  // A second one killed at an arbitrary point while working through small batches.
+  const victim = stack.spawnAggregator('--count', '3', '--consumer', 'victim', '--block-ms', '100');
+  await new Promise((resolve) => victim.stdout.once('data', resolve));
+  victim.kill('SIGKILL');
+  await new Promise((resolve) => victim.once('close', resolve));
+  // A survivor under another name claims what both left pending and reads the rest.
+  const survivor = await stack.aggregate('--once', '--consumer', 'survivor', '--claim-idle-ms', '0');
+  assert.equal(survivor.status, 0);
+  const redelivered = survivor.lines.reduce((n, l) => n + l.report.duplicates, 0);
+  assert.ok(redelivered >= 5, `the doomed consumer's 5 applied entries came back as duplicates (${redelivered})`);
+  assert.deepEqual(heroCounts(), add(start, sent), 'nothing lost, nothing counted twice');
+  assert.match(stack.cli('XPENDING', STREAM, 'stellwerk-aggregators'), /^0\n?/);
+});
+
+test('an invalid snapshot in the store is never served; the kill switch stops every change', async () => {
+  stack.cli('SET', 'snapshot:active', '{"schema": 1, "version": "broken", "experiments": [{"key": 5}]}');
+  const broken = await visit(1);
+  const direct = await (await fetch(stack.origin.url, { headers: { 'user-agent': UA } })).text();
+  assert.equal(broken.body, direct, 'without a valid snapshot the page passes through untouched');
+  const health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+  assert.equal(health.snapshot, null);
+  assert.ok(health.instance.fallbacks.snapshot_invalid >= 1);
+
+  publish({ ...SNAPSHOT, version: 'demo-kill', killSwitch: true });
+  const killed = await visit(1);
+  assert.equal(killed.res.headers.get('x-stellwerk'), 'kill-switch');
+  assert.equal(killed.body, direct);
+  publish(SNAPSHOT);
+  assert.ok(heroArm((await visit(1)).res));
+});
+
+test('stellwerk sync verifies what the store publishes; a corrupted model is refused, the last good kept', async () => {
+  const { createHash } = await import('node:crypto');
+  const http = await import('node:http');
+  const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+  const objects = new Map();
+  const store = http.createServer((req, res) => {
+    const body = objects.get(req.url.slice(1));
+    res.writeHead(body ? 200 : 404).end(body ?? '');
+  });
+  await new Promise((r) => store.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${store.address().port}`;
+  const sync = () => new Promise((resolve) => {
+    const child = spawn(CLI, ['sync', '--store', base, '--redis', stack.redisUrl], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('close', (status) => resolve({ status, report: out ? JSON.parse(out) : null }));
+  });
+  try {
+    const model = readFileSync(new URL('../../models/demo/ctr-mlp.onnx', import.meta.url));
+    const modelManifest = readFileSync(new URL('../../models/demo/ctr-mlp.manifest.json', import.meta.url));
+    const snapshot = Buffer.from(JSON.stringify({ ...SNAPSHOT, version: 'synced-1' }));
+    objects.set('snapshots/1.json', snapshot);
+    objects.set('models/ctr-mlp/1.onnx', model);
+    objects.set('models/ctr-mlp/1.manifest.json', modelManifest);
+    const stable = { manifestKey: 'models/ctr-mlp/1.manifest.json', modelKey: 'models/ctr-mlp/1.onnx' };
+    objects.set('manifest.json', JSON.stringify({
+      snapshot: { key: 'snapshots/1.json', sha256: sha256(snapshot) },
+      models: [{ name: 'ctr-mlp', stable }],
+    }));
+    const first = await sync();
+    assert.equal(first.status, 0);
+    assert.deepEqual(first.report.refusals, []);
+    assert.equal(stack.cli('GET', 'snapshot:active'), snapshot.toString());
+    let health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+    assert.equal(health.snapshot, 'synced-1');
+    const goodVersion = JSON.parse(modelManifest).version;
+    assert.equal(health.models['ctr-mlp'].stable, goodVersion);
+    assert.equal(JSON.parse(stack.cli('GET', 'models:active')).models['ctr-mlp'].stable.manifest.sha256, JSON.parse(modelManifest).sha256);
+
+    // A candidate whose bytes do not match its manifest, a candidate that matches a forged
+    // manifest but is not a model tract can load, and a snapshot that does not match its sha256.
+    const corrupted = Buffer.from(model);
+    corrupted[corrupted.length >> 1] ^= 0xff;
+    corrupted[100] ^= 0xff;
+    objects.set('models/ctr-mlp/2.onnx', corrupted);
+    objects.set('models/ctr-mlp/2.manifest.json', modelManifest);
+    const garbage = Buffer.from('not an onnx model at all');
+    objects.set('models/ctr-mlp/3.onnx', garbage);
+    objects.set('models/ctr-mlp/3.manifest.json', JSON.stringify({ ...JSON.parse(modelManifest), sha256: sha256(garbage) }));
+    objects.set('snapshots/2.json', Buffer.from(JSON.stringify({ ...SNAPSHOT, version: 'synced-2' })));
+    objects.set('manifest.json', JSON.stringify({
+      snapshot: { key: 'snapshots/2.json', sha256: sha256(snapshot) },
+      models: [
+        { name: 'ctr-mlp', stable, candidate: { manifestKey: 'models/ctr-mlp/2.manifest.json', modelKey: 'models/ctr-mlp/2.onnx' } },
+        { name: 'ctr-mlp-next', stable: { manifestKey: 'models/ctr-mlp/3.manifest.json', modelKey: 'models/ctr-mlp/3.onnx' } },
+      ],
+    }));
+    const second = await sync();
+    assert.equal(second.status, 1);
+    const refused = Object.fromEntries(second.report.refusals.map((r) => [r.object, r.reason]));
+    assert.match(refused['snapshots/2.json'], /sha256 mismatch/);
+    assert.match(refused['models/ctr-mlp/2.onnx'], /sha256/i);
+    assert.ok(refused['models/ctr-mlp/3.onnx'], 'an unloadable model is refused');
+    assert.equal(stack.cli('GET', 'snapshot:active'), snapshot.toString(), 'the last good snapshot keeps serving');
+    health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+    assert.equal(health.snapshot, 'synced-1');
+    assert.equal(health.models['ctr-mlp'].stable, goodVersion);
+    assert.equal(health.models['ctr-mlp'].candidate, null);
+    assert.equal(health.models['ctr-mlp-next'], undefined);
+    assert.equal(health.refusals.length, 3);
+  } finally {
+    store.close();
+  }
+});
