@@ -6,8 +6,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use stellwerk_core::{
-    ArmStats, DecideInput, ExperimentPosterior, Keys, PlatformFacts, PosteriorSnapshot, RequestFacts, Snapshot,
-    apply_events, decide,
+    ArmStats, DecideInput, ExperimentPosterior, Keys, PlatformFacts, PosteriorSnapshot,
+    RequestFacts, Snapshot, apply_events, decide,
 };
 
 const NOW: u64 = 1_767_225_600;
@@ -55,9 +55,23 @@ fn posteriors(snapshot: &Snapshot) -> PosteriorSnapshot {
             .arms
             .iter()
             .enumerate()
-            .map(|(a, arm)| (arm.key.clone(), ArmStats { exposures: 1000, rewards: (50 + 10 * a + i) as f64 }))
+            .map(|(a, arm)| {
+                (
+                    arm.key.clone(),
+                    ArmStats {
+                        exposures: 1000,
+                        rewards: (50 + 10 * a + i) as f64,
+                    },
+                )
+            })
             .collect();
-        posteriors.experiments.insert(experiment.key.clone(), ExperimentPosterior { arms, ..Default::default() });
+        posteriors.experiments.insert(
+            experiment.key.clone(),
+            ExperimentPosterior {
+                arms,
+                ..Default::default()
+            },
+        );
     }
     // An empty batch recomputes the Thompson probabilities, as after every aggregation.
     apply_events(&mut posteriors, &[], snapshot, NOW);
@@ -86,7 +100,10 @@ fn bench(c: &mut Criterion) {
                 snapshot: &snapshot,
                 posteriors: &posteriors,
                 facts: &facts,
-                keys: Keys { token: b"bench-token-key", unit: b"bench-unit-key" },
+                keys: Keys {
+                    token: b"bench-token-key",
+                    unit: b"bench-unit-key",
+                },
                 random,
                 now: NOW,
                 models: &[],
