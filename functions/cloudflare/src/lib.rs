@@ -12,7 +12,6 @@ pub mod admin;
 pub mod bindings;
 pub mod body;
 pub mod cache;
-pub mod origin;
 pub mod status;
 
 #[cfg(target_arch = "wasm32")]

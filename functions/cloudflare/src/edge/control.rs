@@ -9,7 +9,8 @@ use crate::bindings::{EVENTS, KV, MODELS, keys, secrets};
 use serde_json::Value;
 use stellwerk_core::{
     EdgeResponse, Event, FeedbackOutcome, Route, Snapshot, duplicate_feedback, feedback,
-    feedback_accepted, feedback_unavailable, health_json, object_key, snapshot_pushed,
+    feedback_accepted, feedback_unavailable, health_json, object_key, reserved_route_error,
+    snapshot_pushed,
 };
 use worker::{
     Context, Env, Headers, QueueContentType, RawMessageBuilder, Request, Response, Result,
@@ -49,16 +50,11 @@ pub async fn handle(
                 .unwrap_or_else(|| "{}".into());
             edge_response(EdgeResponse::json(200, pointers))
         }
-        Route::MethodNotAllowed => edge_response(EdgeResponse::error(
-            405,
-            "method_not_allowed",
-            "wrong method for this route",
-        )),
-        Route::NotFound | Route::Page => edge_response(EdgeResponse::error(
-            404,
-            "not_found",
-            "no such Stellwerk route",
-        )),
+        Route::MethodNotAllowed | Route::NotFound | Route::Page => {
+            edge_response(reserved_route_error(route).unwrap_or_else(|| {
+                EdgeResponse::error(404, "not_found", "no such Stellwerk route")
+            }))
+        }
     }
 }
 

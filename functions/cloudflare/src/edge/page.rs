@@ -4,12 +4,12 @@
 use super::{control, isolate};
 use crate::bindings::{secrets, vars};
 use crate::body::{BodyRewriter, RewriteError, rewrite_stream};
-use crate::origin::{FORWARDED_REQUEST_HEADERS, origin_url};
 use std::cell::RefCell;
 use std::rc::Rc;
 use stellwerk_core::{
     BEACON_PATH, DecideInput, Keys, LoadedModel, PageDecision, PageRewriter, PlatformFacts,
-    RequestFacts, csp_nonce, decide, gate_response, page_headers,
+    RequestFacts, csp_nonce, decide, gate_response, origin_request_headers, origin_url,
+    page_headers,
 };
 use wasm_bindgen::JsValue;
 use worker::{
@@ -203,18 +203,21 @@ impl<O: FnMut(&[u8])> BodyRewriter for PageBody<O> {
     }
 }
 
-/// The visitor's request re-addressed to `ORIGIN_URL`, with only the forwarded headers.
+/// The visitor's request re-addressed to `ORIGIN_URL`, with only the headers the core passes on.
 fn origin_request(req: &Request, env: &Env) -> Result<Request> {
     let origin = env.var(vars::ORIGIN_URL)?.to_string();
     let url = req.url()?;
-    let target = origin_url(&origin, url.path(), url.query())
-        .map_err(|e| Error::RustError(e.to_string()))?;
+    let path_and_query = match url.query() {
+        Some(query) if !query.is_empty() => format!("{}?{query}", url.path()),
+        _ => url.path().to_owned(),
+    };
+    let target = origin_url(&origin, &path_and_query)
+        .ok_or_else(|| Error::RustError(format!("ORIGIN_URL {origin:?} is not an http(s) URL")))?;
 
+    let visitor_headers: Vec<(String, String)> = req.headers().entries().collect();
     let headers = Headers::new();
-    for name in FORWARDED_REQUEST_HEADERS {
-        if let Some(value) = req.headers().get(name)? {
-            headers.set(name, &value)?;
-        }
+    for (name, value) in origin_request_headers(&visitor_headers) {
+        headers.append(&name, &value)?;
     }
     if let Some(host) = url.host_str() {
         headers.set("x-forwarded-host", host)?;
