@@ -2,26 +2,14 @@
 // seeded local KV and R2 in a fresh directory, and the Worker in wrangler's dev server (workerd)
 // with the inspector off (scripts/local-edge.mjs).
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startOrigin } from '../../demo/origin/server.mjs';
+import { freePort } from '../ports.mjs';
 import { publish } from '../../scripts/publish.mjs';
 import { startEdge } from '../../scripts/local-edge.mjs';
 import { ensureDevVars } from '../../scripts/dev-vars.mjs';
-
-/** A TCP port nobody listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Starts origin + Worker in a fresh local storage directory, then publishes `r2` (keys to

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startOrigin } from '../../demo/origin/server.mjs';
-import { createServer } from 'node:net';
+import { freePort } from '../ports.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const COMPONENT = process.env.STELLWERK_SPIN_WASM
@@ -15,18 +15,6 @@ export const COMPONENT = process.env.STELLWERK_SPIN_WASM
 export const HOST = process.env.STELLWERK_SPIN_HOST
   ?? path.join(root, 'tests/spin-host/target/release/stellwerk-spin-host');
 export const CLI = process.env.STELLWERK_CLI ?? path.join(root, 'target/debug/stellwerk');
-
-/** A TCP port nobody listens on right now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

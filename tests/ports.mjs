@@ -1,0 +1,14 @@
+// A free local port for a test server, shared by the Worker and the Spin end-to-end tests.
+import { createServer } from 'node:net';
+
+/** A TCP port nobody listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
