@@ -21,6 +21,7 @@ mod feedback;
 mod flags;
 mod gate;
 mod model;
+mod ope;
 mod request;
 mod rewrite;
 mod snapshot;
@@ -48,6 +49,11 @@ pub use gate::{GateAction, GateVerdict, gate};
 pub use model::{
     FeatureSpec, Golden, Model, ModelError, ModelManifest, TensorSpec, build_features,
     canary_serves_candidate,
+};
+pub use ope::{
+    ArmDistribution, Diagnostics, Estimate, IntervalMethod, LoggedRow, OpeReport, ScoredRow,
+    ScoredRows, SnapshotPolicy, TargetPolicy, UniformPolicy, cross_fitted_means, evaluate,
+    normal_quantile, score_rows,
 };
 pub use request::{
     PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id,
