@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod ope;
 mod redis_aggregator;
 mod spin_sync;
 
@@ -64,6 +65,9 @@ enum Command {
     Aggregate(redis_aggregator::AggregateArgs),
     /// Verify what the object store publishes and move Spin's active pointers to it.
     Sync(spin_sync::SyncArgs),
+    /// Off-policy evaluation: IPS, SNIPS and doubly robust estimates of a candidate policy's
+    /// reward on logged training rows, with intervals, next to the logged policy's own value.
+    Ope(ope::OpeArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -193,6 +197,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { action } => token(action),
+        Command::Ope(args) => {
+            emit(ope::run(&args)?.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
         Command::Conformance { path, kind } => conformance(path, kind.as_deref()),

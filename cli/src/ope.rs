@@ -1,0 +1,250 @@
+//! `stellwerk ope`: off-policy evaluation of a candidate policy on logged training rows.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use stellwerk_core::{
+    ArmDistribution, Estimate, IntervalMethod, LoggedRow, OpeReport, PosteriorSnapshot, ScoredRows,
+    Snapshot, SnapshotPolicy, UniformPolicy, cross_fitted_means, evaluate, score_rows,
+};
+
+#[derive(clap::Args)]
+pub struct OpeArgs {
+    /// Training rows as NDJSON: a file, or a folder read recursively (`*.ndjson`, `*.jsonl`).
+    #[arg(long)]
+    logs: PathBuf,
+    /// The candidate: `uniform`, a snapshot file (its experiments' policies, with
+    /// `--posteriors`), or a distribution file (`{"arms": {...}}` or `{"by", "cells"}`).
+    #[arg(long)]
+    policy: String,
+    /// Posterior snapshot for a snapshot candidate's bandits (default: no data yet).
+    #[arg(long)]
+    posteriors: Option<PathBuf>,
+    /// Evaluate only this experiment's rows (needed when the logs hold several).
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Reward model for doubly robust: `means` (cross-fitted per-arm mean reward) or `none`.
+    #[arg(long, default_value = "means")]
+    reward_model: String,
+    /// With `means`: one mean per arm and value of this context feature.
+    #[arg(long)]
+    by: Option<String>,
+    /// Cross-fitting folds for `means` (row i in fold i mod FOLDS; 1 = no cross-fitting).
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    level: f64,
+    /// Percentile bootstrap with this many resamples instead of the normal approximation.
+    #[arg(long)]
+    bootstrap: Option<usize>,
+    /// Seed of the bootstrap's resampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &OpeArgs) -> Result<String, String> {
+    if !(args.level > 0.0 && args.level < 1.0) {
+        return Err(format!("--level {}: must be between 0 and 1", args.level));
+    }
+    let mut rows = read_rows(&args.logs)?;
+    let experiment = match &args.experiment {
+        Some(key) => key.clone(),
+        None => only_experiment(&rows)?,
+    };
+    rows.retain(|r| r.experiment == experiment);
+    if rows.is_empty() {
+        return Err(format!("no rows for experiment {experiment}"));
+    }
+    let q_hat = match args.reward_model.as_str() {
+        "means" => Some(cross_fitted_means(&rows, args.folds, args.by.as_deref())),
+        "none" => None,
+        other => return Err(format!("--reward-model {other}: use `means` or `none`")),
+    };
+    let candidate = Candidate::load(&args.policy, args.posteriors.as_deref())?;
+    let scored = candidate.score(&rows, q_hat.as_deref());
+    let interval = match args.bootstrap {
+        Some(resamples) => IntervalMethod::Bootstrap {
+            level: args.level,
+            resamples,
+            seed: args.seed,
+        },
+        None => IntervalMethod::Normal { level: args.level },
+    };
+    let report = evaluate(&scored, interval).ok_or_else(|| {
+        let reasons: Vec<String> = scored
+            .skipped
+            .iter()
+            .map(|(reason, n)| format!("{n} × {reason}"))
+            .collect();
+        format!("no usable rows: {}", reasons.join("; "))
+    })?;
+    if args.json {
+        let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        value["experiment"] = json!(experiment);
+        value["rewardModel"] = json!(reward_model_label(args));
+        serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+    } else {
+        Ok(table(&experiment, &report, &reward_model_label(args)))
+    }
+}
+
+/// The candidate, owned, so the policy can borrow from it.
+enum Candidate {
+    Uniform,
+    Distribution(ArmDistribution),
+    Snapshot(SnapshotPolicy),
+}
+
+impl Candidate {
+    fn load(spec: &str, posteriors: Option<&Path>) -> Result<Self, String> {
+        if spec == "uniform" {
+            return Ok(Self::Uniform);
+        }
+        let bytes = std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{spec}: {e}"))?;
+        if value.get("schema").is_some() {
+            let snapshot = Snapshot::parse(&bytes).map_err(|invalid| {
+                let issues: Vec<String> = invalid.0.iter().map(ToString::to_string).collect();
+                format!("{spec}: {}", issues.join("; "))
+            })?;
+            let posteriors = match posteriors {
+                Some(path) => {
+                    let bytes =
+                        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    PosteriorSnapshot::parse(&bytes).map_err(|invalid| {
+                        let issues: Vec<String> =
+                            invalid.0.iter().map(ToString::to_string).collect();
+                        format!("{}: {}", path.display(), issues.join("; "))
+                    })?
+                }
+                None => PosteriorSnapshot::default(),
+            };
+            return Ok(Self::Snapshot(SnapshotPolicy::new(&snapshot, &posteriors)));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        ArmDistribution::parse(&text)
+            .map(Self::Distribution)
+            .map_err(|e| format!("{spec}: not a snapshot, and not a distribution: {e}"))
+    }
+
+    fn score(&self, rows: &[LoggedRow], q_hat: Option<&[Vec<f64>]>) -> ScoredRows {
+        match self {
+            Self::Uniform => score_rows(rows, &UniformPolicy, q_hat),
+            Self::Distribution(distribution) => score_rows(rows, distribution, q_hat),
+            Self::Snapshot(policy) => score_rows(rows, policy, q_hat),
+        }
+    }
+}
+
+fn reward_model_label(args: &OpeArgs) -> String {
+    match (args.reward_model.as_str(), &args.by) {
+        ("means", Some(by)) => format!("per-arm mean by {by}, {} folds", args.folds),
+        ("means", None) => format!("per-arm mean, {} folds", args.folds),
+        _ => "none".into(),
+    }
+}
+
+fn only_experiment(rows: &[LoggedRow]) -> Result<String, String> {
+    let mut keys: Vec<&str> = rows.iter().map(|r| r.experiment.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    match keys.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err("the logs hold no rows".into()),
+        many => Err(format!(
+            "the logs hold several experiments ({}): pick one with --experiment",
+            many.join(", ")
+        )),
+    }
+}
+
+/// Every row of a file, or of every `*.ndjson`/`*.jsonl` file under a folder (sorted by path);
+/// a malformed line is an error naming its file and line.
+fn read_rows(path: &Path) -> Result<Vec<LoggedRow>, String> {
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    files.sort();
+    let mut rows = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row: LoggedRow = serde_json::from_str(line)
+                .map_err(|e| format!("{}:{}: {e}", file.display(), i + 1))?;
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
+    if !path.is_dir() {
+        files.push(path.to_owned());
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .path();
+        if entry.is_dir() {
+            collect_files(&entry, files)?;
+        } else if entry
+            .extension()
+            .is_some_and(|x| x == "ndjson" || x == "jsonl")
+        {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+fn table(experiment: &str, report: &OpeReport, reward_model: &str) -> String {
+    let (method, level) = match report.interval {
+        IntervalMethod::Normal { level } => ("normal approximation".to_owned(), level),
+        IntervalMethod::Bootstrap {
+            level,
+            resamples,
+            seed,
+        } => (
+            format!("percentile bootstrap, {resamples} resamples, seed {seed}"),
+            level,
+        ),
+    };
+    let mut out = format!(
+        "experiment {experiment}: {} rows; {}% intervals by {method}\n\n",
+        report.diagnostics.rows,
+        level * 100.0
+    );
+    out.push_str(&format!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10}\n",
+        "estimator", "value", "low", "high", "std err"
+    ));
+    let mut line = |name: &str, e: &Estimate| {
+        out.push_str(&format!(
+            "{name:<28} {:>10.6} {:>10.6} {:>10.6} {:>10.6}\n",
+            e.value, e.low, e.high, e.std_error
+        ));
+    };
+    line("logged policy (on-policy)", &report.on_policy);
+    line("candidate: IPS", &report.ips);
+    line("candidate: SNIPS", &report.snips);
+    if let Some(dr) = &report.dr {
+        line("candidate: DR", dr);
+    }
+    let d = &report.diagnostics;
+    out.push_str(&format!(
+        "\nreward model: {reward_model}\neffective sample size {:.1} of {}, max weight {:.3}, mean weight {:.4}\n",
+        d.effective_sample_size, d.rows, d.max_weight, d.mean_weight
+    ));
+    for (reason, n) in &d.skipped {
+        out.push_str(&format!("skipped {n} rows: {reason}\n"));
+    }
+    out
+}
