@@ -19,6 +19,9 @@ step "core, CLI and Worker helpers natively: unit, property and conformance test
 cargo test --workspace --exclude stellwerk-spin
 cargo build -q -p stellwerk-cli
 
+step "off-policy evaluation pinned against obp on the Open Bandit Dataset fixture"
+python3 models/ope/check_fixture.py target/debug/stellwerk
+
 step "Cloudflare Worker: build (wasm size below) and end-to-end tests in wrangler dev"
 scripts/build-worker.sh
 node --test --test-concurrency=1 tests/e2e/*.test.mjs
