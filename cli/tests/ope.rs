@@ -18,7 +18,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 fn row(i: usize, experiment: &str, arm: &str, propensity: f64, reward: f64) -> String {
     json!({
         "decision": format!("d{i}"), "ts": 1_700_000_000_000u64 + i as u64,
-        "experiment": experiment, "context": {"device": if i % 2 == 0 { "mobile" } else { "desktop" }},
+        "experiment": experiment, "context": {"device": "mobile"},
         "arms": ["control", "benefit"], "arm": arm, "propensity": propensity, "reward": reward,
         "policy": "fixed", "snapshot": "v1", "model": null
     })

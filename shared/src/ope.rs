@@ -281,8 +281,8 @@ pub fn cross_fitted_means(rows: &[LoggedRow], folds: usize, by: Option<&str>) ->
     let folds = folds.max(1);
     let cell_of = |row: &LoggedRow| by.and_then(|f| cell_key(&row.context, f));
     // (sum, count) per fold for every (arm, cell), every arm, and overall.
-    let mut per_cell: BTreeMap<(&str, Option<String>), Vec<(f64, f64)>> = BTreeMap::new();
-    let mut per_arm: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut per_cell: BTreeMap<(&str, Option<String>), Vec<SumCount>> = BTreeMap::new();
+    let mut per_arm: BTreeMap<&str, Vec<SumCount>> = BTreeMap::new();
     let mut overall = vec![(0.0, 0.0); folds];
     for (i, row) in rows.iter().enumerate() {
         if !usable_for_fit(row) {
@@ -302,7 +302,7 @@ pub fn cross_fitted_means(rows: &[LoggedRow], folds: usize, by: Option<&str>) ->
             slot.1 += 1.0;
         }
     }
-    let outside = |sums: &[(f64, f64)], fold: usize| -> Option<f64> {
+    let outside = |sums: &[SumCount], fold: usize| -> Option<f64> {
         let (sum, count) = sums
             .iter()
             .enumerate()
@@ -329,6 +329,9 @@ pub fn cross_fitted_means(rows: &[LoggedRow], folds: usize, by: Option<&str>) ->
         })
         .collect()
 }
+
+/// A sum of rewards and how many rows it adds up.
+type SumCount = (f64, f64);
 
 fn usable_for_fit(row: &LoggedRow) -> bool {
     row.reward.is_finite() && row.arms.contains(&row.arm)
