@@ -27,5 +27,12 @@ if ! command -v redis-server >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
+# Python 3 (standard library only): the off-policy evaluation check against obp's figures.
+if ! command -v python3 >/dev/null; then
+  log "apt-get install python3"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
+fi
+
 # worker-build and wasm-bindgen-cli at the versions the Worker needs (installed only when missing).
 scripts/build-worker.sh --tools-only
