@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::aggregate::PosteriorSnapshot;
 use crate::decide::probabilities_for;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ExperimentStatus, Snapshot};
 
 /// How far a candidate's probabilities over a row's arms may sum away from 1.
 const SUM_TOLERANCE: f64 = 1e-6;
@@ -69,8 +69,9 @@ impl TargetPolicy for UniformPolicy {
 }
 
 /// A snapshot's experiments as they would draw with the given posteriors (fixed weights,
-/// Thompson P(best), UCB1, ε-greedy), for visitors the experiment enrols. These policies ignore
-/// the context, so each experiment's distribution is computed once.
+/// Thompson P(best), UCB1, ε-greedy; a stopped experiment's winner with probability 1), for
+/// visitors the experiment enrols. These policies ignore the context, so each experiment's
+/// distribution is computed once. A paused experiment serves no arm and has no distribution.
 pub struct SnapshotPolicy {
     by_experiment: BTreeMap<String, BTreeMap<String, f64>>,
 }
@@ -80,12 +81,19 @@ impl SnapshotPolicy {
         let by_experiment = snapshot
             .experiments
             .iter()
-            .map(|experiment| {
-                let arms = experiment.arms.iter().map(|a| a.key.clone());
-                let distribution = arms
-                    .zip(probabilities_for(experiment, posteriors))
-                    .collect();
-                (experiment.key.clone(), distribution)
+            .filter_map(|experiment| {
+                let distribution = match (&experiment.status, &experiment.winner) {
+                    (ExperimentStatus::Running, _) => {
+                        let arms = experiment.arms.iter().map(|a| a.key.clone());
+                        arms.zip(probabilities_for(experiment, posteriors))
+                            .collect()
+                    }
+                    (ExperimentStatus::Stopped, Some(winner)) => {
+                        BTreeMap::from([(winner.clone(), 1.0)])
+                    }
+                    _ => return None,
+                };
+                Some((experiment.key.clone(), distribution))
             })
             .collect();
         Self { by_experiment }
@@ -94,10 +102,12 @@ impl SnapshotPolicy {
 
 impl TargetPolicy for SnapshotPolicy {
     fn distribution(&self, row: &LoggedRow) -> Result<Vec<f64>, String> {
-        let by_arm = self
-            .by_experiment
-            .get(&row.experiment)
-            .ok_or_else(|| format!("experiment {} is not in the snapshot", row.experiment))?;
+        let by_arm = self.by_experiment.get(&row.experiment).ok_or_else(|| {
+            format!(
+                "experiment {} is not running (nor stopped with a winner) in the snapshot",
+                row.experiment
+            )
+        })?;
         on_row_arms(by_arm, row)
     }
 }
@@ -695,13 +705,34 @@ mod tests {
             skipped,
             vec![
                 ("arm is not among the row's arms", 1),
-                ("candidate: experiment other is not in the snapshot", 1),
+                (
+                    "candidate: experiment other is not running (nor stopped with a winner) in the snapshot",
+                    1
+                ),
                 ("propensity is 0", 2),
                 ("propensity is not in (0, 1]", 1),
                 ("reward is not a finite number", 1),
             ]
         );
         assert!(evaluate(&ScoredRows::default(), NORMAL_95).is_none());
+    }
+
+    #[test]
+    fn a_stopped_experiment_is_its_winner_and_a_paused_one_has_no_distribution() {
+        let snapshot = Snapshot::parse(
+            json!({"schema": 1, "version": "v3", "experiments": [
+                {"key": "hero", "status": "stopped", "winner": "b", "arms": [{"key": "a"}, {"key": "b"}]},
+                {"key": "cta", "status": "paused", "arms": [{"key": "a"}, {"key": "b"}]}
+            ]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let policy = SnapshotPolicy::new(&snapshot, &PosteriorSnapshot::default());
+        let mut logged = row(&["a", "b"], "b", 0.5, 1.0);
+        assert_eq!(policy.distribution(&logged), Ok(vec![0.0, 1.0]));
+        logged.experiment = "cta".into();
+        assert!(policy.distribution(&logged).is_err());
     }
 
     #[test]
