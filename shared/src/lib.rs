@@ -23,6 +23,7 @@ mod gate;
 mod model;
 mod request;
 mod rewrite;
+pub mod s3;
 mod snapshot;
 mod sync;
 mod token;
