@@ -111,7 +111,17 @@ export async function startSpinStack({ variables = {} } = {}) {
     ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}=${v}`])];
   const host = spawn(HOST, args, { stdio: ['ignore', 'ignore', process.env.STELLWERK_E2E_LOG ? 'inherit' : 'ignore'] });
   const url = `http://127.0.0.1:${port}`;
-  await until('spin host', async () => (await fetch(`${url}/_stellwerk/health`)).ok, 180_000);
+  try {
+    await until('spin host', async () => (await fetch(`${url}/_stellwerk/health`)).ok, 180_000);
+  } catch (error) {
+    // Leave nothing running behind a failed start.
+    host.kill();
+    redis.kill();
+    await origin.close?.();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
 
   return {
     url, origin, store, credentials, adminToken, redisUrl, redisPort, cli,
