@@ -1,21 +1,21 @@
 //! `stellwerk sync --store BASE_URL --redis URL`: moves Spin's active snapshot and model
 //! pointers to what the object store publishes, after the same verification the Worker runs.
 //!
-//! Reads `BASE_URL/manifest.json`, fetches every object it names over HTTP(S) (any
-//! S3-compatible bucket readable by URL, or a plain web server), verifies it with the core
-//! (`verify_snapshot`: sha256 + validation; `verify_model`: sha256, tract test-load, golden
-//! input), and only then writes it to the key-value store (Spin's Redis backend layout: each
-//! key verbatim). Anything refused is recorded in the pointers document with its reason and
-//! the last good version keeps serving.
+//! The steps are the core's `sync_step` (the Worker's scheduled sync and the Spin component's
+//! admin sync run the same ones): `BASE_URL/manifest.json`, then the snapshot and model objects
+//! that changed, each verified (sha256 and validation; tract test-load and golden input) before
+//! anything is written to the key-value store (Spin's Redis backend layout: each key verbatim).
+//! Anything refused is recorded in the pointers document with its reason and the last good
+//! version keeps serving. Requests are plain GETs, signed with AWS SigV4 when access keys are
+//! given (any S3-compatible store).
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::Commands;
 use serde_json::json;
-use stellwerk_core::{
-    ActivePointers, ModelObjects, ModelPointer, ModelPointers, Refusal, SnapshotPointer,
-    SyncManifest, verify_model, verify_snapshot,
-};
+use stellwerk_core::s3::{ObjectStore, S3Credentials};
+use stellwerk_core::{ActivePointers, MANIFEST_KEY, SyncStep, sync_step};
 
 const SNAPSHOT_KEY: &str = "snapshot:active";
 const MODEL_POINTERS_KEY: &str = "models:active";
@@ -31,131 +31,106 @@ pub struct SyncArgs {
     /// Redis backing Spin's key-value store.
     #[arg(long)]
     redis: String,
+    /// Access key id: with the secret, requests are signed with AWS SigV4.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: Option<String>,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: Option<String>,
+    /// Signing region (`auto` for R2).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
 }
 
-fn fetch(base: &str, key: &str) -> Result<Vec<u8>, String> {
-    let url = format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        key.trim_start_matches('/')
-    );
-    let mut response = ureq::get(&url)
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An object's bytes; `None` when the store answers 404.
+fn fetch(store: &ObjectStore, key: &str) -> Result<Option<Vec<u8>>, String> {
+    let request = store.request("GET", key, b"", now());
+    let mut get = ureq::get(&request.url)
+        .config()
+        .http_status_as_error(false)
+        .build();
+    for (name, value) in &request.headers {
+        get = get.header(name, value);
+    }
+    let mut response = get
         .call()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    response
-        .body_mut()
-        .with_config()
-        .limit(MAX_OBJECT_BYTES)
-        .read_to_vec()
-        .map_err(|e| format!("GET {url}: {e}"))
+        .map_err(|e| format!("GET {}: {e}", request.url))?;
+    match response.status().as_u16() {
+        200 => response
+            .body_mut()
+            .with_config()
+            .limit(MAX_OBJECT_BYTES)
+            .read_to_vec()
+            .map(Some)
+            .map_err(|e| format!("GET {}: {e}", request.url)),
+        404 => Ok(None),
+        status => Err(format!("GET {}: the store answered {status}", request.url)),
+    }
 }
 
-/// Fetches and verifies one model version; the pointer on success, the refusal otherwise.
-fn verify_release(base: &str, objects: &ModelObjects) -> Result<ModelPointer, Refusal> {
-    let refuse = |reason: String| Refusal {
-        object: objects.model_key.clone(),
-        reason,
-    };
-    let manifest = fetch(base, &objects.manifest_key).map_err(refuse)?;
-    let model = fetch(base, &objects.model_key).map_err(refuse)?;
-    let model = verify_model(&manifest, &model).map_err(refuse)?;
-    Ok(ModelPointer {
-        model_key: objects.model_key.clone(),
-        manifest: model.manifest().clone(),
-    })
-}
-
-/// Runs one sync. Exit status 1 when anything was refused (recorded, last good kept).
+/// Runs one sync. `Ok(false)` (exit status 1) when anything was refused (recorded, last good
+/// kept); `Err` when the store or Redis could not be read (nothing changed).
 pub fn run(args: &SyncArgs) -> Result<bool, String> {
-    let manifest = fetch(&args.store, "manifest.json")?;
-    let manifest = SyncManifest::parse(&manifest).map_err(|e| format!("manifest.json: {e:?}"))?;
+    let credentials = match (&args.access_key_id, &args.secret_access_key) {
+        (Some(id), Some(secret)) => Some(S3Credentials {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            region: args.region.clone(),
+            session_token: args.session_token.clone(),
+        }),
+        (None, None) => None,
+        _ => return Err("give both --access-key-id and --secret-access-key, or neither".into()),
+    };
+    let store = ObjectStore::new(&args.store, credentials)?;
+    let manifest = fetch(&store, MANIFEST_KEY)?
+        .ok_or_else(|| format!("no {MANIFEST_KEY} in the object store"))?;
     let mut kv = redis::Client::open(args.redis.as_str())
         .and_then(|c| c.get_connection())
         .map_err(|e| format!("redis: {e}"))?;
     let current: Option<Vec<u8>> = kv
         .get(MODEL_POINTERS_KEY)
         .map_err(|e| format!("GET: {e}"))?;
-    let mut pointers: ActivePointers = current
+    let current: ActivePointers = current
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let mut refusals = Vec::new();
-    let mut activated = Vec::new();
 
-    if let Some(object) = &manifest.snapshot {
-        let verified = fetch(&args.store, &object.key)
-            .and_then(|bytes| verify_snapshot(&bytes, &object.sha256).map(|s| (bytes, s)));
-        match verified {
-            Ok((bytes, snapshot)) => {
-                let unchanged =
-                    pointers.snapshot.as_ref().map(|p| &p.sha256) == Some(&object.sha256);
-                if !unchanged {
-                    let () = kv
-                        .set(SNAPSHOT_KEY, bytes)
-                        .map_err(|e| format!("SET: {e}"))?;
-                    activated.push(object.key.clone());
+    let mut fetched = BTreeMap::new();
+    let outcome = loop {
+        match sync_step(&manifest, &current, &fetched, now()) {
+            SyncStep::Fetch(keys) => {
+                for key in keys {
+                    let bytes = fetch(&store, &key)?;
+                    fetched.insert(key, bytes);
                 }
-                pointers.snapshot = Some(SnapshotPointer {
-                    version: snapshot.version,
-                    sha256: object.sha256.clone(),
-                });
             }
-            Err(reason) => refusals.push(Refusal {
-                object: object.key.clone(),
-                reason,
-            }),
+            SyncStep::Done(outcome) => break outcome,
         }
+    };
+    if let Some(snapshot) = &outcome.activate_snapshot {
+        let () = kv
+            .set(SNAPSHOT_KEY, snapshot)
+            .map_err(|e| format!("SET: {e}"))?;
     }
-
-    for release in &manifest.models {
-        let previous = pointers.models.get(&release.name).cloned();
-        let stable = match verify_release(&args.store, &release.stable) {
-            Ok(pointer) => Some(pointer),
-            Err(refusal) => {
-                refusals.push(refusal);
-                previous.as_ref().map(|p| p.stable.clone())
-            }
-        };
-        let candidate = match &release.candidate {
-            None => None,
-            Some(objects) => match verify_release(&args.store, objects) {
-                Ok(pointer) => Some(pointer),
-                Err(refusal) => {
-                    refusals.push(refusal);
-                    previous.as_ref().and_then(|p| p.candidate.clone())
-                }
-            },
-        };
-        // Without any verified stable version the model is not served at all.
-        if let Some(stable) = stable {
-            for pointer in std::iter::once(&stable).chain(candidate.as_ref()) {
-                let known = previous.as_ref().is_some_and(|p| {
-                    p.stable.manifest.sha256 == pointer.manifest.sha256
-                        || p.candidate
-                            .as_ref()
-                            .is_some_and(|c| c.manifest.sha256 == pointer.manifest.sha256)
-                });
-                if !known {
-                    activated.push(pointer.model_key.clone());
-                }
-            }
-            pointers
-                .models
-                .insert(release.name.clone(), ModelPointers { stable, candidate });
-        }
-    }
-
-    pointers.last_sync = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs());
-    pointers.refusals = refusals.clone();
-    let document = serde_json::to_string(&pointers).map_err(|e| e.to_string())?;
+    let pointers = &outcome.pointers;
+    let document = serde_json::to_string(pointers).map_err(|e| e.to_string())?;
     let () = kv
         .set(MODEL_POINTERS_KEY, document)
         .map_err(|e| format!("SET: {e}"))?;
     println!(
         "{}",
-        json!({ "activated": activated, "refusals": refusals, "pointers": pointers })
+        json!({
+            "activatedSnapshot": outcome.activate_snapshot.is_some(),
+            "refusals": pointers.refusals,
+            "pointers": pointers,
+        })
     );
-    Ok(refusals.is_empty())
+    Ok(pointers.refusals.is_empty())
 }

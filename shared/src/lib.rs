@@ -24,6 +24,7 @@ mod model;
 mod ope;
 mod request;
 mod rewrite;
+pub mod s3;
 mod snapshot;
 mod sync;
 mod token;

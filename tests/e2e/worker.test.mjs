@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startStack, waitFor } from './stack.mjs';
 import { demoStore, sha256 } from '../../demo/store.mjs';
-import { conformanceCases, stellwerk } from './native.mjs';
+import { stellwerk } from './native.mjs';
+import { assertConformance, runConformance } from '../conformance/driver.mjs';
 
 const HMAC_KEY = 'e2e-token-key';
 const UNIT_ID_KEY = 'e2e-unit-key';
@@ -257,17 +258,9 @@ describe('Stellwerk Worker in wrangler dev', { timeout: 300_000 }, () => {
   });
 
   test('every conformance vector gives the Worker the same bytes as the native core', async (t) => {
-    const cases = conformanceCases();
-    assert.ok(cases.length >= 90, `${cases.length} vectors`);
-    for (const { name, kind, fileText, native } of cases) {
-      const response = await stack.admin('/_stellwerk/conformance', {
-        method: 'POST',
-        body: `{"kind":${JSON.stringify(kind)},"vector":${fileText}}`,
-      });
-      assert.equal(response.status, 200, name);
-      assert.equal(await response.text(), native, name);
-    }
-    t.diagnostic(`${cases.length} vectors byte-identical`);
+    const { results, digest } = await runConformance({ url: stack.url, adminToken: stack.adminToken });
+    assertConformance(results);
+    t.diagnostic(`${results.length} vectors byte-identical; sha256 of all answers ${digest}`);
   });
 
   test('Stellwerk routes: admin ones need the token, unknown ones are 404', async () => {

@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { startSpinStack, CLI } from './stack.mjs';
+import { demoStore, sha256 } from '../../demo/store.mjs';
+import { publish as publishObjects } from '../../scripts/publish.mjs';
+import { assertConformance, runConformance } from '../conformance/driver.mjs';
 
 const SNAPSHOT = JSON.parse(readFileSync(new URL('../../examples/snapshot.json', import.meta.url), 'utf8'));
 const UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
@@ -226,10 +229,97 @@ test('an invalid snapshot in the store is never served; the kill switch stops ev
   assert.ok(heroArm((await visit(1)).res));
 });
 
+test('admin routes need the bearer token; with it, snapshots are validated before they are stored', async () => {
+  const routes = [['GET', '/_stellwerk/status'], ['POST', '/_stellwerk/conformance'], ['PUT', '/_stellwerk/admin/snapshot'],
+    ['PUT', '/_stellwerk/admin/objects/x.json'], ['POST', '/_stellwerk/admin/sync']];
+  for (const [method, path] of routes) {
+    for (const authorization of [undefined, 'Bearer wrong-token', stack.adminToken]) {
+      const response = await fetch(stack.url + path, { method, headers: authorization ? { authorization } : {}, body: method === 'GET' ? undefined : '{}' });
+      assert.equal(response.status, 401, `${method} ${path} with ${authorization}`);
+      assert.deepEqual(await response.json(), { error: 'unauthorized', reason: 'this route needs the admin bearer token' });
+    }
+  }
+  assert.equal(stack.store.requests.length, 0, 'nothing reached the object store');
+
+  const broken = await stack.admin('/_stellwerk/admin/snapshot', { method: 'PUT', body: JSON.stringify({ ...SNAPSHOT, version: 'bad', experiments: [{ key: 5 }] }) });
+  assert.equal(broken.status, 422);
+  assert.equal((await broken.json()).error, 'invalid_snapshot');
+  assert.equal(JSON.parse(stack.cli('GET', 'snapshot:active')).version, SNAPSHOT.version, 'the refused snapshot never reached the store');
+  const pushed = await stack.admin('/_stellwerk/admin/snapshot', { method: 'PUT', body: JSON.stringify({ ...SNAPSHOT, version: 'pushed-1' }) });
+  assert.equal(pushed.status, 200);
+  assert.deepEqual(await pushed.json(), { activated: 'pushed-1' });
+  assert.equal((await (await fetch(`${stack.url}/_stellwerk/health`)).json()).snapshot, 'pushed-1');
+
+  const status = await stack.admin('/_stellwerk/status');
+  assert.equal(status.status, 200);
+  const body = await status.json();
+  assert.equal(body.events.stream, STREAM);
+  assert.equal(body.events.length, streamLength());
+  assert.equal(body.objectStore.signed, true);
+});
+
+test('the demo snapshot\'s model serves at the Spin edge; a corrupted model is refused and the old one keeps serving', async () => {
+  const objects = demoStore({ snapshot: JSON.stringify(SNAPSHOT) });
+  const pointers = await publishObjects({ url: stack.url, adminToken: stack.adminToken, objects });
+  assert.deepEqual(pointers.refusals, []);
+  const modelKey = 'models/ctr-mlp/1.0.0.onnx';
+  assert.deepEqual(stack.store.objects.get(`bucket/stellwerk/${modelKey}`), objects[modelKey], 'published under the prefix');
+  // Every object request (the PUTs, the sync's GETs) went out signed with SigV4 for the store's keys.
+  assert.ok(stack.store.requests.length > Object.keys(objects).length);
+  for (const request of stack.store.requests) assert.equal(request.signed, true, `${request.method} ${request.key}`);
+  // The store does check: unsigned, or signed for another object, is refused.
+  const signedGet = stack.store.requests.find((r) => r.method === 'GET' && r.key.endsWith(modelKey));
+  const replay = (path, headers) => fetch(stack.store.url + path, { headers });
+  assert.equal((await replay(`/bucket/stellwerk/${modelKey}`, {})).status, 403);
+  const { authorization, 'x-amz-date': amzDate, 'x-amz-content-sha256': payload } = signedGet.headers;
+  const signed = { authorization, 'x-amz-date': amzDate, 'x-amz-content-sha256': payload };
+  assert.equal((await replay(`/bucket/stellwerk/${modelKey}`, signed)).status, 200);
+  assert.equal((await replay('/bucket/stellwerk/manifest.json', signed)).status, 403);
+  assert.equal(pointers.models['ctr-mlp'].stable.modelKey, modelKey);
+  assert.equal(JSON.parse(stack.cli('GET', 'models:active')).models['ctr-mlp'].stable.manifest.version, '1.0.0');
+  let health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+  assert.equal(health.snapshot, SNAPSHOT.version);
+  assert.equal(health.models['ctr-mlp'].stable, '1.0.0');
+
+  const fetchedBefore = stack.store.requests.filter((r) => r.method === 'GET' && r.key.endsWith(modelKey)).length;
+  const page = await visit(4000);
+  assert.match(page.res.headers.get('x-stellwerk'), /model:ctr-mlp=1\.0\.0/);
+  assert.ok(heroArm(page.res), 'the page is still personalised');
+  assert.ok(stack.store.requests.filter((r) => r.method === 'GET' && r.key.endsWith(modelKey)).length > fetchedBefore,
+    'the component fetched the model bytes from the object store');
+
+  // Version 2.0.0: bytes damaged in the store, with a manifest naming the damaged bytes' sha256.
+  const manifest = JSON.parse(objects['models/ctr-mlp/1.0.0.manifest.json']);
+  const corrupted = Buffer.from(objects[modelKey]);
+  corrupted[200] ^= 0xff;
+  const syncManifest = JSON.parse(objects['manifest.json']);
+  syncManifest.models[0].stable = { manifestKey: 'models/ctr-mlp/2.0.0.manifest.json', modelKey: 'models/ctr-mlp/2.0.0.onnx' };
+  const refused = await publishObjects({
+    url: stack.url,
+    adminToken: stack.adminToken,
+    objects: {
+      'models/ctr-mlp/2.0.0.manifest.json': JSON.stringify({ ...manifest, version: '2.0.0', sha256: sha256(corrupted) }),
+      'models/ctr-mlp/2.0.0.onnx': corrupted,
+      'manifest.json': JSON.stringify(syncManifest),
+    },
+  });
+  assert.equal(refused.refusals.length, 1, JSON.stringify(refused.refusals));
+  assert.equal(refused.refusals[0].object, 'models/ctr-mlp/2.0.0.onnx');
+  assert.match(refused.refusals[0].reason, /onnx|golden|parse/i);
+  health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
+  assert.equal(health.models['ctr-mlp'].stable, '1.0.0');
+  assert.equal(health.refusals.length, 1);
+  assert.match((await visit(4001)).res.headers.get('x-stellwerk'), /model:ctr-mlp=1\.0\.0/);
+});
+
+test('every conformance vector gives the Spin component the same bytes as the native core', async (t) => {
+  const { results, digest } = await runConformance({ url: stack.url, adminToken: stack.adminToken });
+  assertConformance(results);
+  t.diagnostic(`${results.length} vectors byte-identical; sha256 of all answers ${digest}`);
+});
+
 test('stellwerk sync verifies what the store publishes; a corrupted model is refused, the last good kept', async () => {
-  const { createHash } = await import('node:crypto');
   const http = await import('node:http');
-  const sha256 = (b) => createHash('sha256').update(b).digest('hex');
   const objects = new Map();
   const store = http.createServer((req, res) => {
     const body = objects.get(req.url.slice(1));
@@ -277,7 +367,7 @@ test('stellwerk sync verifies what the store publishes; a corrupted model is ref
     objects.set('models/ctr-mlp/3.manifest.json', JSON.stringify({ ...JSON.parse(modelManifest), sha256: sha256(garbage) }));
     objects.set('snapshots/2.json', Buffer.from(JSON.stringify({ ...SNAPSHOT, version: 'synced-2' })));
     objects.set('manifest.json', JSON.stringify({
-      snapshot: { key: 'snapshots/2.json', sha256: sha256(snapshot) },
+      snapshot: { key: 'snapshots/2.json', sha256: sha256(Buffer.from('not the bytes published')) },
       models: [
         { name: 'ctr-mlp', stable, candidate: { manifestKey: 'models/ctr-mlp/2.manifest.json', modelKey: 'models/ctr-mlp/2.onnx' } },
         { name: 'ctr-mlp-next', stable: { manifestKey: 'models/ctr-mlp/3.manifest.json', modelKey: 'models/ctr-mlp/3.onnx' } },

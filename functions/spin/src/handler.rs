@@ -17,6 +17,8 @@ use stellwerk_core::{
     page_headers, queue_messages, reserved_route_error, route,
 };
 
+use crate::admin;
+use crate::models;
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::state::{self, EdgeState};
@@ -73,8 +75,20 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             )
             .await
         }
-        // The admin routes (status, conformance, snapshot push, object publish, sync now) are
-        // not served on Spin yet: `stellwerk sync` and the key-value store take their place.
+        admin_route if admin_route.is_admin() => {
+            let authorization = request
+                .headers()
+                .entries()
+                .into_iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+                .map(|(_, value)| String::from_utf8_lossy(&value).into_owned());
+            if !admin::authorized(authorization.as_deref(), &settings.admin_token) {
+                return respond(response_out, admin::unauthorized(), head).await;
+            }
+            let body = request.into_body().await.unwrap_or_default();
+            let answer = admin::handle(admin_route, path, body, &settings, now_ms).await;
+            respond(response_out, answer, head).await
+        }
         other => {
             let answer = reserved_route_error(other)
                 .or_else(|| reserved_route_error(Route::NotFound))
@@ -207,19 +221,30 @@ async fn page(
     now_ms: u64,
 ) {
     let decision = match state.snapshot.as_deref() {
-        Some(snapshot) if settings.has_keys() => Some(decide(&DecideInput {
-            snapshot,
-            posteriors: &state.posteriors,
-            facts: &facts,
-            keys: Keys {
-                token: &settings.hmac_key,
-                unit: &settings.unit_id_key,
-            },
-            random: random(),
-            now: now_ms / 1000,
-            // Models are not loaded on Spin yet (docs/spin.md, "What is missing").
-            models: &[],
-        })),
+        Some(snapshot) if settings.has_keys() => {
+            let instance_models = models::load(settings, &state.pointers, now_ms / 1000).await;
+            let loaded: Vec<_> = instance_models
+                .iter()
+                .map(models::InstanceModel::loaded)
+                .collect();
+            let decision = decide(&DecideInput {
+                snapshot,
+                posteriors: &state.posteriors,
+                facts: &facts,
+                keys: Keys {
+                    token: &settings.hmac_key,
+                    unit: &settings.unit_id_key,
+                },
+                random: random(),
+                now: now_ms / 1000,
+                models: &loaded,
+            });
+            for reason in &decision.fallbacks {
+                eprintln!("stellwerk: {reason}");
+                state::fallback("model_run");
+            }
+            Some(decision)
+        }
         Some(_) => {
             state::fallback("no_keys");
             None

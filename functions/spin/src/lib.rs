@@ -6,15 +6,24 @@
 //! stream. It makes no decision of its own: every status, header and body byte it answers with
 //! comes from `stellwerk-core`, exactly as on Cloudflare Workers.
 //!
+//! Models named by the active pointers are fetched from the object store (plain HTTP(S), or an
+//! S3-compatible bucket with SigV4) and loaded once per instance; the admin routes (behind the
+//! `admin_token` variable) push snapshots, publish objects, run the verified sync and the
+//! conformance vectors, as on the Worker.
+//!
 //! Imports: `wasi:http` (incoming and outgoing), `wasi:keyvalue/store` (snapshot, posteriors,
 //! pointers), `wasi:config/store` (Spin variables), `fermyon:spin/redis` (the event stream and
 //! feedback dedupe; Spin has no standard interface for it), and `wasi:cli`/`wasi:random`/
 //! `wasi:clocks` through the standard library.
 
+mod admin;
 mod handler;
+mod models;
 mod queue;
 mod settings;
 mod state;
+mod store;
+mod sync;
 
 pub use queue::{EVENTS_MAXLEN, EVENTS_STREAM, dedupe_redis_key};
 pub use settings::Settings;

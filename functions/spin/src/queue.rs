@@ -13,6 +13,8 @@ use stellwerk_core::DEDUPE_HORIZON_SECONDS;
 pub const EVENTS_STREAM: &str = "stellwerk:events";
 /// About how many entries the stream keeps (`MAXLEN ~`).
 pub const EVENTS_MAXLEN: i64 = 100_000;
+/// Where `stellwerk aggregate` moves entries that are not events.
+pub const DEAD_LETTER_STREAM: &str = "stellwerk:events:dead";
 /// The field of a stream entry that holds the event's JSON.
 pub const EVENT_FIELD: &str = "event";
 
@@ -73,6 +75,17 @@ impl Queue {
             )
             .map_err(|e| format!("SET: {e}"))?;
         Ok(!matches!(reply.as_slice(), [] | [RedisResult::Nil]))
+    }
+
+    /// How many entries a stream holds (`XLEN`).
+    pub fn length(&self, stream: &str) -> Result<i64, String> {
+        match self.0.execute("XLEN", &[text(stream)]) {
+            Ok(reply) => match reply.as_slice() {
+                [RedisResult::Int64(n)] => Ok(*n),
+                other => Err(format!("XLEN: unexpected reply {other:?}")),
+            },
+            Err(e) => Err(format!("XLEN: {e}")),
+        }
     }
 
     /// Forgets a feedback whose event could not be queued, so the beacon's retry counts.

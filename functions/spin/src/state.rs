@@ -39,6 +39,8 @@ struct Cached {
 thread_local! {
     static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
     static COUNTERS: RefCell<EdgeCounters> = RefCell::new(EdgeCounters::default());
+    /// State cache lookups served from the cache, and those that read the store.
+    static LOOKUPS: RefCell<(u64, u64)> = const { RefCell::new((0, 0)) };
 }
 
 /// The state to decide with: the cached one while fresh, else re-read from the store.
@@ -50,8 +52,10 @@ pub fn load(now_ms: u64, ttl_ms: u64) -> EdgeState {
         })
     });
     if let Some((true, state)) = previous {
+        LOOKUPS.with(|l| l.borrow_mut().0 += 1);
         return state;
     }
+    LOOKUPS.with(|l| l.borrow_mut().1 += 1);
     let previous = previous.map(|(_, state)| state).unwrap_or_default();
     let state = read(previous);
     CACHE.with(|cache| {
@@ -110,6 +114,36 @@ fn read(previous: EdgeState) -> EdgeState {
         posteriors,
         pointers,
     }
+}
+
+/// Makes the next request re-read the store (after this instance wrote to it).
+pub fn invalidate() {
+    CACHE.with(|cache| {
+        if let Some(cached) = cache.borrow_mut().as_mut() {
+            cached.loaded_at_ms = 0;
+        }
+    });
+}
+
+/// `{hits, misses}` of the state cache, for the status route.
+pub fn lookups() -> (u64, u64) {
+    LOOKUPS.with(|l| *l.borrow())
+}
+
+/// One key's bytes from the store.
+pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+    let bucket = store::open(STORE).map_err(|e| format!("key-value store: {e:?}"))?;
+    bucket
+        .get(key)
+        .map_err(|e| format!("key-value get {key}: {e:?}"))
+}
+
+/// Writes one key of the store.
+pub fn put(key: &str, value: &[u8]) -> Result<(), String> {
+    let bucket = store::open(STORE).map_err(|e| format!("key-value store: {e:?}"))?;
+    bucket
+        .set(key, value)
+        .map_err(|e| format!("key-value set {key}: {e:?}"))
 }
 
 /// Counts a request.
