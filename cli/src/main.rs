@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod edge_admin;
 mod redis_aggregator;
 mod spin_sync;
 
@@ -64,6 +65,27 @@ enum Command {
     Aggregate(redis_aggregator::AggregateArgs),
     /// Verify what the object store publishes and move Spin's active pointers to it.
     Sync(spin_sync::SyncArgs),
+    /// Turn flags on or off on a running edge (through its admin API).
+    Flags {
+        #[command(flatten)]
+        edge: edge_admin::EdgeArgs,
+        #[command(subcommand)]
+        action: edge_admin::FlagsAction,
+    },
+    /// Start, pause or stop an experiment on a running edge (through its admin API).
+    Experiment {
+        #[command(flatten)]
+        edge: edge_admin::EdgeArgs,
+        #[command(subcommand)]
+        action: edge_admin::ExperimentAction,
+    },
+    /// Validate and activate a snapshot on a running edge (through its admin API); exit 1 with
+    /// every `path: reason` when it is refused.
+    Push {
+        snapshot: PathBuf,
+        #[command(flatten)]
+        edge: edge_admin::EdgeArgs,
+    },
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -196,6 +218,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
         Command::Conformance { path, kind } => conformance(path, kind.as_deref()),
+        Command::Flags { edge, action } => edge_admin::flags(&edge, action).map(exit_code),
+        Command::Experiment { edge, action } => {
+            edge_admin::experiment(&edge, action).map(exit_code)
+        }
+        Command::Push { snapshot, edge } => edge_admin::push(&edge, &snapshot).map(exit_code),
+    }
+}
+
+fn exit_code(accepted: bool) -> ExitCode {
+    if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
