@@ -175,7 +175,7 @@ function armChart(container, { title, arms, values, intervals, format }) {
     scales: { x: { time: false, range: [-0.5, n - 0.5] }, y: { range: [0, top * 1.1] } },
     axes: [
       { values: (u, splits) => splits.map((v) => (Number.isInteger(v) && arms[v] !== undefined ? arms[v] : '')), splits: () => xs },
-      { values: (u, splits) => splits.map(format) },
+      { size: 64, values: (u, splits) => splits.map(format) },
     ],
     series: [
       { label: 'arm', value: (u, v) => (v === null || v === undefined ? '' : arms[v]) },
@@ -196,7 +196,7 @@ function timeChart(container, { title, at, series, format }) {
     width: 480,
     height: 260,
     scales: { x: { time: true } },
-    axes: [{}, { values: (u, splits) => splits.map(format) }],
+    axes: [{}, { size: 64, values: (u, splits) => splits.map(format) }],
     series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLOURS[i % COLOURS.length], width: 2, value: (u, v) => (v === null || v === undefined ? '' : format(v)) }))],
   }, [at, ...keys.map((key) => series[key])], container);
 }

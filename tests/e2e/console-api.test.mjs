@@ -16,6 +16,7 @@ const API = '/_stellwerk/admin/api/';
 const BROWSER = {
   'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36',
   accept: 'text/html',
+  'accept-language': 'en-US,en;q=0.9',
 };
 const EXAMPLE = JSON.parse(readFileSync(path.join(ROOT, 'examples/snapshot.json'), 'utf8'));
 const CLI = path.join(ROOT, 'target', 'debug', 'stellwerk');
