@@ -34,5 +34,12 @@ if ! command -v python3 >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
 fi
 
+# Chromium for the console's browser tests (driven by npm's playwright-core, which downloads no browser).
+if ! command -v chromium >/dev/null; then
+  log "apt-get install chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # worker-build and wasm-bindgen-cli at the versions the Worker needs (installed only when missing).
 scripts/build-worker.sh --tools-only

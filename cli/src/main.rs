@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod ope;
+mod edge_admin;
 mod redis_aggregator;
 mod spin_sync;
 
@@ -68,6 +69,27 @@ enum Command {
     /// Off-policy evaluation: IPS, SNIPS and doubly robust estimates of a candidate policy's
     /// reward on logged training rows, with intervals, next to the logged policy's own value.
     Ope(ope::OpeArgs),
+    /// Turn flags on or off on a running edge (through its admin API).
+    Flags {
+        #[command(flatten)]
+        edge: edge_admin::EdgeArgs,
+        #[command(subcommand)]
+        action: edge_admin::FlagsAction,
+    },
+    /// Start, pause or stop an experiment on a running edge (through its admin API).
+    Experiment {
+        #[command(flatten)]
+        edge: edge_admin::EdgeArgs,
+        #[command(subcommand)]
+        action: edge_admin::ExperimentAction,
+    },
+    /// Validate and activate a snapshot on a running edge (through its admin API); exit 1 with
+    /// every `path: reason` when it is refused.
+    Push {
+        snapshot: PathBuf,
+        #[command(flatten)]
+        edge: edge_admin::EdgeArgs,
+    },
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -204,6 +226,19 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
         Command::Conformance { path, kind } => conformance(path, kind.as_deref()),
+        Command::Flags { edge, action } => edge_admin::flags(&edge, action).map(exit_code),
+        Command::Experiment { edge, action } => {
+            edge_admin::experiment(&edge, action).map(exit_code)
+        }
+        Command::Push { snapshot, edge } => edge_admin::push(&edge, &snapshot).map(exit_code),
+    }
+}
+
+fn exit_code(accepted: bool) -> ExitCode {
+    if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -56,6 +56,9 @@ pub struct ExperimentPosterior {
     /// Events held in quarantine, never counted.
     #[serde(default)]
     pub quarantined: u64,
+    /// Cumulative counts over time, bounded ([`crate::history`]), for the console's charts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<crate::history::HistoryPoint>,
 }
 
 /// What one batch did: every event lands in exactly one of these.
@@ -137,11 +140,19 @@ pub fn apply_events(
     now: u64,
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
+    let mut touched: Vec<String> = Vec::new();
     let since = posteriors
         .applied_since
         .max(now.saturating_sub(DEDUPE_HORIZON_SECONDS));
     for event in events {
         let outcome = apply_one(posteriors, event, snapshot, since);
+        if matches!(outcome, Outcome::Applied | Outcome::Quarantined)
+            && let Some(key) = &event.experiment
+            && posteriors.experiments.contains_key(key)
+            && !touched.contains(key)
+        {
+            touched.push(key.clone());
+        }
         match outcome {
             Outcome::Applied => report.applied += 1,
             Outcome::Duplicate => report.duplicates += 1,
@@ -150,6 +161,7 @@ pub fn apply_events(
         }
     }
     let counted = report.applied + report.quarantined > 0;
+    crate::history::record(posteriors, &touched, now);
     let forgot = forget(posteriors, since);
     let republished = publish_probabilities(posteriors, snapshot);
     if counted || forgot || republished {

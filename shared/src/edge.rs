@@ -50,6 +50,9 @@ pub enum Route {
     PutObject,
     /// `POST /_stellwerk/admin/sync` (admin only): run the sync now instead of at the next tick.
     SyncNow,
+    /// The marketers' console and its JSON API under `/_stellwerk/admin/` (own authentication:
+    /// the login page must be reachable; see `admin_api` and `console`).
+    Console,
     /// A reserved path with the wrong method.
     MethodNotAllowed,
     /// Any other reserved path.
@@ -72,6 +75,7 @@ pub fn route(method: &str, path: &str) -> Route {
         "/_stellwerk/health" => ("GET", Route::Health),
         "/_stellwerk/conformance" => ("POST", Route::Conformance),
         "/_stellwerk/status" => ("GET", Route::Status),
+        _ if crate::console::is_console_path(path) => return Route::Console,
         _ => return Route::NotFound,
     };
     if method.eq_ignore_ascii_case(wanted.0)

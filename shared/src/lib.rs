@@ -11,15 +11,19 @@
 //! `functions/` perform the effects. Given the same inputs it returns the same outputs on every
 //! edge.
 
+mod admin_api;
+mod admin_auth;
 mod aggregate;
 mod bandit;
 pub mod conformance;
+mod console;
 mod decide;
 mod edge;
 mod event;
 mod feedback;
 mod flags;
 mod gate;
+mod history;
 mod model;
 mod ope;
 mod request;
@@ -30,11 +34,25 @@ mod sync;
 mod token;
 mod validate;
 
+pub use admin_api::{
+    ADMIN_API_PREFIX, AUDIT_PREFIX, AdminCall, AuditEntry, CREDIBLE_LEVEL, Change, EditOutcome,
+    ExperimentChange, FlagChange, MODELS_PREFIX, RollbackOutcome, SnapshotEdit, admin_call,
+    apply_edit, credible_interval, etag, expected_version, experiment_report, experiments_view,
+    flags_view, models_view, next_version, rollback_model, view, write_accepted,
+};
+pub use admin_auth::{
+    CONSOLE_PATH, SESSION_COOKIE, SESSION_SECONDS, admin_identity, login_accepted, session_cookie,
+    session_cookie_cleared, valid_login_name,
+};
 pub use aggregate::{
     ApplyReport, DEDUPE_HORIZON_SECONDS, ExperimentPosterior, MAX_APPLIED, PosteriorSnapshot,
     apply_events,
 };
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
+pub use console::{
+    ChartLibrary, ConsoleAsset, ConsoleRoute, console_page, console_route, login, login_page,
+    logout, unauthorized, whoami,
+};
 pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
     BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, OBJECTS_PREFIX,
@@ -47,6 +65,7 @@ pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
 pub use gate::{GateAction, GateVerdict, gate};
+pub use history::{HistoryPoint, MAX_HISTORY_POINTS, traffic_shares};
 pub use model::{
     FeatureSpec, Golden, Model, ModelError, ModelManifest, TensorSpec, build_features,
     canary_serves_candidate,

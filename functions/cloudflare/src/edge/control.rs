@@ -50,6 +50,7 @@ pub async fn handle(
                 .unwrap_or_else(|| "{}".into());
             edge_response(EdgeResponse::json(200, pointers))
         }
+        Route::Console => super::console::handle(req, env, now_ms).await,
         Route::MethodNotAllowed | Route::NotFound | Route::Page => {
             edge_response(reserved_route_error(route).unwrap_or_else(|| {
                 EdgeResponse::error(404, "not_found", "no such Stellwerk route")

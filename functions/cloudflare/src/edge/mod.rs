@@ -1,5 +1,6 @@
 //! The Worker's entry points: `fetch`, `queue` and `scheduled`.
 
+mod console;
 mod consumer;
 mod control;
 mod isolate;
