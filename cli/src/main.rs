@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-mod ope;
 mod edge_admin;
+mod ope;
 mod redis_aggregator;
 mod spin_sync;
 
