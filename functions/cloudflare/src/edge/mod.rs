@@ -1,5 +1,6 @@
 //! The Worker's entry points: `fetch`, `queue` and `scheduled`.
 
+mod constructors;
 mod consumer;
 mod control;
 mod isolate;
@@ -21,6 +22,7 @@ fn now_ms() -> f64 {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    constructors::run_once();
     let now = now_ms();
     isolate::count_request();
     let path = req.path();
@@ -37,6 +39,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// Bodies are read raw (`JsValue`) and decoded per message by the consumers.
 #[event(queue)]
 async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<()> {
+    constructors::run_once();
     let now = now_ms();
     let queue = batch.queue();
     let result = if queue == DEAD_LETTER_QUEUE {
@@ -55,5 +58,6 @@ async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    constructors::run_once();
     sync::run(&env, now_ms()).await;
 }
