@@ -10,6 +10,8 @@
 //       only Stellwerk, in front of URL, with FILE active; prints "ready URL" and runs until
 //       SIGTERM/SIGINT (how the peer benchmark measures it: bench/README.md).
 //   --no-model: publish the snapshot without the demo model (both modes).
+//   --inspector-port N (with --serve): DevTools inspector on N, for bench/profile.mjs; it costs
+//       CPU per subrequest, so never for the figures.
 //
 // The Worker is copied from functions/cloudflare/build/ at start (scripts/build-worker.sh must
 // have run), so a rebuild during the run does not change what is measured, and it is started
@@ -109,7 +111,7 @@ function cpuMs(pids) {
   return ticks * 10; // USER_HZ is 100 on Linux
 }
 
-async function startWorker({ config, port, vars = {}, secrets = {}, persistTo }) {
+async function startWorker({ config, port, vars = {}, secrets = {}, persistTo, inspectorPort }) {
   const before = new Set(workerdPids());
   const bindings = {};
   for (const [name, value] of Object.entries(vars)) bindings[name] = { type: 'plain_text', value: String(value) };
@@ -119,7 +121,7 @@ async function startWorker({ config, port, vars = {}, secrets = {}, persistTo })
     bindings,
     sendMetrics: false,
     dev: {
-      inspector: false,
+      inspector: inspectorPort ? { hostname: '127.0.0.1', port: inspectorPort } : false,
       server: { hostname: '127.0.0.1', port },
       persist: persistTo ?? false,
       watch: false,
@@ -137,7 +139,7 @@ async function startWorker({ config, port, vars = {}, secrets = {}, persistTo })
 }
 
 /** Seeds R2 with `snapshotFile` (+ the demo model), starts Stellwerk and activates it through the admin sync. */
-async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHOT_FILE }) {
+async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHOT_FILE, inspectorPort }) {
   const { config, wasm } = await stellwerkConfig(dir);
   const persistTo = path.join(dir, 'state');
   const store = demoStore({ snapshot: readFileSync(snapshotFile) });
@@ -152,6 +154,7 @@ async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHO
     config,
     port,
     persistTo,
+    inspectorPort,
     // A snapshot read per isolate for the whole run: the bench measures the page path, not KV.
     vars: { ORIGIN_URL: originUrl, SNAPSHOT_TTL_MS: 24 * 3600 * 1000 },
     secrets: {
@@ -229,7 +232,8 @@ async function serve() {
   const originUrl = arg('--origin', process.env.ORIGIN_URL);
   if (!originUrl || !/^http:\/\/(127\.0\.0\.1|localhost):\d+\/?$/.test(originUrl)) throw new Error('--serve needs --origin http://127.0.0.1:PORT');
   const dir = await mkdtemp(path.join(tmpdir(), 'stellwerk-bench-'));
-  const stellwerk = await startStellwerk({ dir, originUrl: originUrl.replace(/\/$/, ''), port });
+  const inspectorPort = arg('--inspector-port') ? Number(arg('--inspector-port')) : undefined;
+  const stellwerk = await startStellwerk({ dir, originUrl: originUrl.replace(/\/$/, ''), port, inspectorPort });
   console.log(`ready ${stellwerk.url}/ snapshot ${stellwerk.version} pid ${process.pid}`);
   let stopping = false;
   const stop = async () => {

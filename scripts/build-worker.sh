@@ -4,6 +4,8 @@
 #
 #   scripts/build-worker.sh           build when a source is newer than the last build
 #   scripts/build-worker.sh --force   always build
+#   scripts/build-worker.sh --no-wasm-opt   skip wasm-opt (minutes faster, larger wasm): for
+#                                       bisecting locally, never for figures or deploys
 #
 # Output: functions/cloudflare/build/index.js (+ index_bg.wasm), the `main` of wrangler.toml.
 set -euo pipefail
@@ -21,11 +23,13 @@ WASM_BINDGEN_VERSION="0.2.129"
 
 force=0
 tools_only=0
+wasm_opt=1
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --tools-only) tools_only=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --no-wasm-opt) wasm_opt=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "build-worker: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -83,7 +87,19 @@ export CARGO_PROFILE_RELEASE_STRIP=debuginfo
 start=$(date +%s.%N)
 touch "$STAMP.next"
 (cd "$CRATE" && worker-build --release)
-mv "$STAMP.next" "$STAMP"
+if [[ $wasm_opt == 1 ]]; then
+  # worker-build's wasm-opt step is off (Cargo.toml): it always adds --debuginfo, keeping the
+  # name section. Same features as worker-build enables (what workerd accepts), no names.
+  log "wasm-opt -Oz (several minutes)"
+  "$WASM_OPT_BIN" "$WASM" -o "$WASM.opt" -Oz --strip-debug --strip-producers \
+    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+  mv "$WASM.opt" "$WASM"
+  mv "$STAMP.next" "$STAMP"
+else
+  log "wasm-opt skipped (--no-wasm-opt): not a release build"
+  rm -f "$STAMP.next" "$STAMP"
+fi
 end=$(date +%s.%N)
 
 raw=$(stat -c %s "$WASM")

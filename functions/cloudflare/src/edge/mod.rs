@@ -1,6 +1,7 @@
 //! The Worker's entry points: `fetch`, `queue` and `scheduled`.
 
 mod console;
+mod constructors;
 mod consumer;
 mod control;
 mod isolate;
@@ -22,6 +23,7 @@ fn now_ms() -> f64 {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    constructors::run_once();
     let now = now_ms();
     isolate::count_request();
     let path = req.path();
@@ -38,6 +40,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// Bodies are read raw (`JsValue`) and decoded per message by the consumers.
 #[event(queue)]
 async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<()> {
+    constructors::run_once();
     let now = now_ms();
     let queue = batch.queue();
     let result = if queue == DEAD_LETTER_QUEUE {
@@ -56,5 +59,6 @@ async fn queue(batch: MessageBatch<JsValue>, env: Env, _ctx: Context) -> Result<
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    constructors::run_once();
     sync::run(&env, now_ms()).await;
 }

@@ -111,6 +111,14 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, now_ms: f64) -> Resu
         headers.append(&name, &value)?;
     }
     control::send_events(ctx, env, &decision.events)?;
+    if !rewritten {
+        // Nothing to rewrite (kill switch, no variant on this page): the runtime streams the
+        // origin's body itself, and no byte crosses into wasm.
+        let (_, body) = origin.into_parts();
+        return Ok(Response::from_body(body)?
+            .with_status(200)
+            .with_headers(headers));
+    }
     let body = rewrite_stream(
         origin.stream()?,
         PageBody {
