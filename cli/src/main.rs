@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod fraud;
 mod redis_aggregator;
 mod spin_sync;
 
@@ -64,6 +65,11 @@ enum Command {
     Aggregate(redis_aggregator::AggregateArgs),
     /// Verify what the object store publishes and move Spin's active pointers to it.
     Sync(spin_sync::SyncArgs),
+    /// Read requests as JSON lines on stdin, print each one's fraud feature vector (the trainer
+    /// in models/fraud uses this, so training and the edge build features the same way).
+    FraudFeatures(fraud::FeaturesArgs),
+    /// Score one request with the fraud gate: score, verdict, the features that weighed most.
+    ScoreRequest(fraud::ScoreArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -192,6 +198,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             rewrite_stdin(&decision, &content_type)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::FraudFeatures(args) => fraud::features(&args).map(|()| ExitCode::SUCCESS),
+        Command::ScoreRequest(args) => fraud::score(&args).map(|()| ExitCode::SUCCESS),
         Command::Token { action } => token(action),
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
