@@ -104,6 +104,10 @@ def brands(ua: str, major: int, headless: bool = False) -> str:
 
 
 def platform_facts(rng: np.random.Generator, hosting_share: float) -> dict:
+    """ASN and TLS version as Cloudflare reports them; absent for a quarter of requests of every
+    class (platforms or local runs that do not report them), so their mere presence means nothing."""
+    if rng.random() < 0.25:
+        return {}
     hosting = rng.random() < hosting_share
     asn = int(rng.choice(HOSTING_ASNS if hosting else RESIDENTIAL_ASNS))
     return {"asn": asn, "tlsVersion": "TLSv1.3" if rng.random() < 0.85 else "TLSv1.2", "country": "DE"}
