@@ -288,6 +288,34 @@ mod tests {
     }
 
     #[test]
+    fn denied_paths_score_one_and_good_bots_need_reverse_dns() {
+        let mut p = policy(GateMode::Block);
+        p.allow_user_agents.clear();
+        // Anything claiming to be Googlebot without proof is denied.
+        p.deny_user_agents.push("googlebot".into());
+        p.deny_paths.push("/wp-login.php".into());
+        p.good_bots.push(crate::snapshot::GoodBot {
+            user_agent: "Googlebot".into(),
+            reverse_dns: vec!["googlebot.com".into()],
+        });
+        let denied = gate_of(&p, &browser("/wp-login.php", CHROME));
+        assert_eq!((denied.score, denied.action), (1.0, GateAction::Block));
+
+        let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        let mut claimed = browser("/", google);
+        let unverified = gate_of(&p, &claimed);
+        assert_eq!(
+            (unverified.score, unverified.action),
+            (1.0, GateAction::Block)
+        );
+        claimed.platform.reverse_dns = Some("evil-googlebot.com.attacker.net".into());
+        assert_eq!(gate_of(&p, &claimed).action, GateAction::Block);
+        claimed.platform.reverse_dns = Some("crawl-66-249-66-1.googlebot.com.".into());
+        let verified = gate_of(&p, &claimed);
+        assert_eq!((verified.score, verified.action), (0.0, GateAction::Allow));
+    }
+
+    #[test]
     fn the_platform_bot_score_is_used_when_present() {
         let mut facts = browser("/", CHROME);
         facts.platform.bot_score = Some(2);
