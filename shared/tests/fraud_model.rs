@@ -105,8 +105,8 @@ fn fraud_rules_are_validated_with_path_and_reason() {
             "challenge": {"scriptUrl": "http://insecure.example/api.js", "siteKey": "\"><script>"}
         }
     });
-    let invalid = stellwerk_core::Snapshot::parse(snapshot.to_string().as_bytes())
-        .expect_err("refused");
+    let invalid =
+        stellwerk_core::Snapshot::parse(snapshot.to_string().as_bytes()).expect_err("refused");
     let paths: Vec<&str> = invalid.0.iter().map(|i| i.path.as_str()).collect();
     for expected in [
         "fraud.denyPaths[0]",
