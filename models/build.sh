@@ -12,6 +12,11 @@ fi
 # pip skips what is already installed at the pinned version, so this is cheap on re-runs.
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 
+# The fraud model's labelled user agents and its isbot baseline come from npm (pinned).
+if [ ! -d "$here/fraud/node_modules" ]; then
+  npm ci --prefix "$here/fraud" --no-audit --no-fund
+fi
+
 for trainer in "$here"/*/train.py; do
   echo "== ${trainer#"$here"/}"
   "$venv/bin/python" "$trainer"

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod edge_admin;
+mod fraud;
 mod ope;
 mod redis_aggregator;
 mod spin_sync;
@@ -90,6 +91,11 @@ enum Command {
         #[command(flatten)]
         edge: edge_admin::EdgeArgs,
     },
+    /// Read requests as JSON lines on stdin, print each one's fraud feature vector (the trainer
+    /// in models/fraud uses this, so training and the edge build features the same way).
+    FraudFeatures(fraud::FeaturesArgs),
+    /// Score one request with the fraud gate: score, verdict, the features that weighed most.
+    ScoreRequest(fraud::ScoreArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -218,6 +224,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             rewrite_stdin(&decision, &content_type)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::FraudFeatures(args) => fraud::features(&args).map(|()| ExitCode::SUCCESS),
+        Command::ScoreRequest(args) => fraud::score(&args).map(|()| ExitCode::SUCCESS),
         Command::Token { action } => token(action),
         Command::Ope(args) => {
             emit(ope::run(&args)?.trim_end());

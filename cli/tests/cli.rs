@@ -249,3 +249,84 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn score_request_explains_a_block_and_lets_a_browser_through() {
+    let output = stellwerk()
+        .args([
+            "score-request",
+            "--ua",
+            "curl/8.5.0",
+            "--header",
+            "accept: */*",
+        ])
+        .assert()
+        .success();
+    let report = json_of(&output.get_output().stdout);
+    assert_eq!(report["verdict"], "block");
+    assert!(report["score"].as_f64().unwrap() >= report["threshold"].as_f64().unwrap());
+    let top = report["contributions"].as_array().unwrap();
+    assert!(!top.is_empty() && top.len() <= 8);
+    assert!(top[0]["feature"].is_string() && top[0]["logOdds"].is_number());
+
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+    let output = stellwerk()
+        .args(["score-request", "--ua", chrome])
+        .args([
+            "--header",
+            "sec-ch-ua: \"Google Chrome\";v=\"131\", \"Chromium\";v=\"131\"",
+        ])
+        .args([
+            "--header",
+            "sec-ch-ua-mobile: ?0",
+            "--header",
+            "sec-ch-ua-platform: \"Windows\"",
+        ])
+        .args([
+            "--header",
+            "accept: text/html,application/xhtml+xml",
+            "--header",
+            "accept-language: en-US,en;q=0.9",
+        ])
+        .args([
+            "--header",
+            "sec-fetch-site: none",
+            "--header",
+            "sec-fetch-mode: navigate",
+        ])
+        .args([
+            "--header",
+            "sec-fetch-dest: document",
+            "--header",
+            "sec-fetch-user: ?1",
+        ])
+        .assert()
+        .success();
+    assert_eq!(json_of(&output.get_output().stdout)["verdict"], "allow");
+}
+
+#[test]
+fn fraud_features_reads_json_lines_and_names_every_value() {
+    let names = stellwerk()
+        .args(["fraud-features", "--names"])
+        .assert()
+        .success();
+    let names = json_of(&names.get_output().stdout);
+    let request =
+        r#"{"method":"GET","url":"https://a.example/","headers":[["user-agent","curl/8.5.0"]]}"#;
+    let output = stellwerk()
+        .arg("fraud-features")
+        .write_stdin(format!("{request}\n{request}\n"))
+        .assert()
+        .success();
+    let lines: Vec<Value> = String::from_utf8(output.get_output().stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0].as_array().unwrap().len(),
+        names.as_array().unwrap().len()
+    );
+}

@@ -10,7 +10,7 @@ use crate::aggregate::PosteriorSnapshot;
 use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
 use crate::event::{ConsentState, Event, EventKind};
 use crate::flags::{FlagResolution, evaluate_rule, is_truthy};
-use crate::gate::{GateAction, GateVerdict, gate};
+use crate::gate::{GateAction, GateVerdict, fraud_model, gate};
 use crate::model::{Model, canary_serves_candidate};
 use crate::request::{RequestFacts, hex, new_unit_id, pseudonymise};
 use crate::rewrite::PageInjection;
@@ -148,7 +148,8 @@ impl PageDecision {
 pub fn decide(input: &DecideInput<'_>) -> PageDecision {
     let snapshot = input.snapshot;
     let facts = input.facts;
-    let verdict = gate(&snapshot.fraud, facts);
+    let fraud_model = fraud_model(&snapshot.fraud, input.models);
+    let verdict = gate(&snapshot.fraud, facts, fraud_model);
     let consent = facts.consent(&snapshot.privacy);
     let mut decision = PageDecision {
         gate: verdict.clone(),
@@ -160,7 +161,10 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
         assignments: Vec::new(),
         mutations: Vec::new(),
         events: Vec::new(),
-        models: BTreeMap::new(),
+        models: fraud_model
+            .map(|m| (m.manifest().name.clone(), m.version().to_owned()))
+            .into_iter()
+            .collect(),
         fallbacks: Vec::new(),
     };
     if matches!(verdict.action, GateAction::Block | GateAction::Challenge) {
@@ -249,7 +253,9 @@ fn score_models(
     decision: &mut PageDecision,
 ) {
     let mut scores = serde_json::Map::new();
-    for loaded in input.models {
+    // The fraud model reads request features, not this context; the gate has run it.
+    let fraud_model = input.snapshot.fraud.model.as_deref();
+    for loaded in input.models.iter().filter(|m| Some(m.name) != fraud_model) {
         let model = unit.map_or(loaded.stable, |u| loaded.for_unit(u));
         match model.score(context) {
             Ok(outputs) => match outputs.last() {

@@ -7,12 +7,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::aggregate::PosteriorSnapshot;
+use crate::decide::LoadedModel;
 use crate::decide::PageDecision;
 use crate::event::Event;
+use crate::event::EventKind;
 use crate::feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback};
-use crate::gate::{GateAction, GateVerdict, gate};
+use crate::gate::{GateAction, GateVerdict, fraud_model, gate};
 use crate::request::{RequestFacts, UNIT_COOKIE};
-use crate::snapshot::{Destination, Snapshot};
+use crate::snapshot::{ChallengePage, Destination, Snapshot};
 use crate::sync::ActivePointers;
 
 /// Every path under this prefix belongs to Stellwerk, never to the origin.
@@ -168,12 +170,12 @@ pub fn gate_response(verdict: &GateVerdict) -> Option<EdgeResponse> {
             "Please confirm you are human to continue.",
         ),
     };
-    // The challenge page is a hook: a site plugs its Turnstile-compatible widget into the
-    // element with id `stellwerk-challenge`.
-    let widget = if verdict.action == GateAction::Challenge {
-        r#"<div id="stellwerk-challenge" data-stellwerk-challenge="turnstile"></div>"#
-    } else {
-        ""
+    // The challenge page is a hook: a Turnstile-compatible widget renders into the element
+    // with id `stellwerk-challenge`, from the script and site key the snapshot configures.
+    let widget = match &verdict.challenge {
+        Some(page) if verdict.action == GateAction::Challenge => challenge_widget(page),
+        _ if verdict.action == GateAction::Challenge => challenge_widget(&ChallengePage::default()),
+        _ => String::new(),
     };
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
@@ -188,6 +190,23 @@ pub fn gate_response(verdict: &GateVerdict) -> Option<EdgeResponse> {
         ],
         body: body.into_bytes(),
     })
+}
+
+fn challenge_widget(page: &ChallengePage) -> String {
+    // Validation keeps both values free of quotes and markup.
+    let site_key = page
+        .site_key
+        .as_deref()
+        .map(|key| format!(" data-sitekey=\"{key}\""))
+        .unwrap_or_default();
+    let script = page
+        .script_url
+        .as_deref()
+        .map(|url| format!("<script src=\"{url}\" async defer></script>"))
+        .unwrap_or_default();
+    format!(
+        "<div id=\"stellwerk-challenge\" class=\"cf-turnstile\" data-stellwerk-challenge=\"turnstile\"{site_key}></div>{script}"
+    )
 }
 
 fn gate_header(verdict: &GateVerdict) -> String {
@@ -289,6 +308,20 @@ pub fn feedback(
     token_key: &[u8],
     now: u64,
 ) -> FeedbackOutcome {
+    feedback_scored(body, snapshot, facts, token_key, now, &[])
+}
+
+/// [`feedback`] with the loaded models, so the beacon's request is scored by the fraud model as
+/// pages are. A click sooner after its decision than `fraud.minClickSeconds` is quarantined too
+/// (its event's context says `tooFast`): no human reads and clicks a page that fast.
+pub fn feedback_scored(
+    body: &[u8],
+    snapshot: &Snapshot,
+    facts: &RequestFacts,
+    token_key: &[u8],
+    now: u64,
+    models: &[LoadedModel<'_>],
+) -> FeedbackOutcome {
     let consent = facts.consent(&snapshot.privacy);
     match accept_feedback(
         body,
@@ -299,9 +332,22 @@ pub fn feedback(
         consent,
     ) {
         Ok(mut accepted) => {
-            let verdict = gate(&snapshot.fraud, facts);
+            let verdict = gate(&snapshot.fraud, facts, fraud_model(&snapshot.fraud, models));
             accepted.event.fraud_score = Some(verdict.score);
-            if verdict.is_suspect() {
+            let too_fast = accepted.event.kind == EventKind::Click
+                && accepted
+                    .event
+                    .context
+                    .get("sinceDecision")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|since| since < snapshot.fraud.min_click_seconds);
+            if too_fast {
+                accepted
+                    .event
+                    .context
+                    .insert("tooFast".to_owned(), Value::Bool(true));
+            }
+            if verdict.is_suspect() || too_fast {
                 accepted.event.quarantine();
                 accepted.destinations = vec![Destination::Quarantine];
             }
@@ -493,6 +539,7 @@ mod tests {
                 mode: GateMode::Monitor,
                 action: GateAction::Allow,
                 reasons: vec![],
+                challenge: None,
             },
             consent: ConsentState::Unknown,
             new_unit_id: new_unit.map(str::to_owned),
@@ -591,6 +638,7 @@ mod tests {
             mode: GateMode::Block,
             action: GateAction::Block,
             reasons: vec![],
+            challenge: None,
         };
         let blocked = gate_response(&verdict).unwrap();
         assert_eq!(blocked.status, 403);
@@ -605,6 +653,15 @@ mod tests {
             String::from_utf8(challenge.body)
                 .unwrap()
                 .contains("stellwerk-challenge")
+        );
+        verdict.challenge = Some(ChallengePage {
+            script_url: Some("https://challenges.example/api.js".into()),
+            site_key: Some("0x4AAA-site_key".into()),
+        });
+        let configured = String::from_utf8(gate_response(&verdict).unwrap().body).unwrap();
+        assert!(configured.contains(r#"data-sitekey="0x4AAA-site_key""#));
+        assert!(
+            configured.contains(r#"<script src="https://challenges.example/api.js" async defer>"#)
         );
         verdict.action = GateAction::Tag;
         assert!(gate_response(&verdict).is_none());

@@ -1,13 +1,18 @@
 //! The fraud gate: scores a request before anything is decided for it.
 //!
-//! The score is in 0..=1 (1 = surely automated). Rules from the snapshot run first: an allowed
-//! user agent (a verified good bot) scores 0, a denied one 1. Otherwise the score comes from
-//! request-shape signals that real browsers always send and simple automation rarely does.
+//! The score is in 0..=1 (1 = surely automated). Rules from the snapshot run first, in order:
+//! a denied path scores 1; a good bot whose user agent matches and whose reverse-DNS name the
+//! platform confirmed scores 0; an allowed user agent scores 0, a denied one 1. Otherwise the
+//! fraud model scores the request's features ([`crate::fraud`]); without a loaded model, simple
+//! header heuristics do. Where the platform has its own bot score, the higher of the two counts.
 
 use serde::Serialize;
 
+use crate::decide::LoadedModel;
+use crate::fraud::{is_fraud_model, model_score, request_features};
+use crate::model::Model;
 use crate::request::RequestFacts;
-use crate::snapshot::{FraudPolicy, GateMode, path_matches};
+use crate::snapshot::{ChallengePage, FraudPolicy, GateMode, path_matches};
 
 /// What the gate concluded for one request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,6 +23,9 @@ pub struct GateVerdict {
     pub action: GateAction,
     /// Why the score is what it is, in the order the signals were found.
     pub reasons: Vec<String>,
+    /// The interstitial's widget, for a challenged request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<ChallengePage>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,8 +48,9 @@ impl GateVerdict {
     }
 }
 
-/// Scores a request under the snapshot's fraud policy.
-pub fn gate(policy: &FraudPolicy, facts: &RequestFacts) -> GateVerdict {
+/// Scores a request under the snapshot's fraud policy; `model` is the loaded fraud model (the
+/// one `policy.model` names), if any.
+pub fn gate(policy: &FraudPolicy, facts: &RequestFacts, model: Option<&Model>) -> GateVerdict {
     let path = facts.path();
     let mode = policy
         .routes
@@ -54,9 +63,10 @@ pub fn gate(policy: &FraudPolicy, facts: &RequestFacts) -> GateVerdict {
             mode,
             action: GateAction::Allow,
             reasons: Vec::new(),
+            challenge: None,
         };
     }
-    let (score, reasons) = score(policy, facts);
+    let (score, reasons) = score(policy, facts, model);
     let action = if score < policy.threshold {
         GateAction::Allow
     } else {
@@ -72,30 +82,98 @@ pub fn gate(policy: &FraudPolicy, facts: &RequestFacts) -> GateVerdict {
         mode,
         action,
         reasons,
+        challenge: (action == GateAction::Challenge).then(|| policy.challenge.clone()),
     }
 }
 
-fn score(policy: &FraudPolicy, facts: &RequestFacts) -> (f64, Vec<String>) {
+/// The loaded model `policy.model` names, if it is loaded and built for this build's feature
+/// vector (a model trained on other features is not used: the heuristics score instead). The
+/// gate runs before the unit is known, so a fraud model's canary candidate is not served.
+pub fn fraud_model<'a>(policy: &FraudPolicy, models: &[LoadedModel<'a>]) -> Option<&'a Model> {
+    let name = policy.model.as_deref()?;
+    models
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.stable)
+        .filter(|m| is_fraud_model(m))
+}
+
+fn score(policy: &FraudPolicy, facts: &RequestFacts, model: Option<&Model>) -> (f64, Vec<String>) {
+    let path = facts.path();
+    if let Some(denied) = policy.deny_paths.iter().find(|p| path_matches(p, path)) {
+        return (1.0, vec![format!("path denied by rule {denied:?}")]);
+    }
     let user_agent = facts
         .header("user-agent")
         .unwrap_or("")
         .to_ascii_lowercase();
-    let listed = |list: &[String]| {
-        list.iter()
-            .find(|needle| !needle.is_empty() && user_agent.contains(&needle.to_ascii_lowercase()))
-            .cloned()
-    };
-    if let Some(allowed) = listed(&policy.allow_user_agents) {
+    let ua_contains =
+        |needle: &str| !needle.is_empty() && user_agent.contains(&needle.to_ascii_lowercase());
+    let mut reasons = Vec::new();
+    if let Some(bot) = policy.good_bots.iter().find(|b| ua_contains(&b.user_agent)) {
+        let host = facts
+            .platform
+            .reverse_dns
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let verified = bot.reverse_dns.iter().any(|domain| {
+            let domain = domain.to_ascii_lowercase();
+            host == domain || host.ends_with(&format!(".{domain}"))
+        });
+        if verified {
+            return (
+                0.0,
+                vec![format!("verified good bot {:?} ({host})", bot.user_agent)],
+            );
+        }
+        reasons.push(format!(
+            "claims to be good bot {:?} but reverse DNS does not confirm it",
+            bot.user_agent
+        ));
+    }
+    if let Some(allowed) = policy.allow_user_agents.iter().find(|n| ua_contains(n)) {
         return (0.0, vec![format!("user agent allowed by rule {allowed:?}")]);
     }
-    if let Some(denied) = listed(&policy.deny_user_agents) {
+    if let Some(denied) = policy.deny_user_agents.iter().find(|n| ua_contains(n)) {
         return (1.0, vec![format!("user agent denied by rule {denied:?}")]);
     }
+    let (mut score, mut found) = match model.map(|m| (m, model_score(m, &request_features(facts))))
+    {
+        Some((model, Ok(score))) => (
+            score,
+            vec![format!(
+                "model {} {}: {score:.3}",
+                model.manifest().name,
+                model.version()
+            )],
+        ),
+        Some((model, Err(error))) => {
+            let (score, mut found) = heuristic_score(&user_agent, facts);
+            found.insert(
+                0,
+                format!(
+                    "model {} failed ({error}); header heuristics",
+                    model.version()
+                ),
+            );
+            (score, found)
+        }
+        None => heuristic_score(&user_agent, facts),
+    };
+    reasons.append(&mut found);
     if let Some(bot_score) = facts.platform.bot_score {
-        // The platform's own classifier knows more than header shapes do.
-        let score = f64::from(100u8.saturating_sub(bot_score.min(99))) / 100.0;
-        return (score, vec![format!("platform bot score {bot_score}")]);
+        // The platform's own classifier sees network signals no header shows.
+        let platform = f64::from(100u8.saturating_sub(bot_score.min(99))) / 100.0;
+        reasons.push(format!("platform bot score {bot_score}"));
+        score = score.max(platform);
     }
+    (score, reasons)
+}
+
+/// The fallback while no fraud model is loaded: signals real browsers always send.
+fn heuristic_score(user_agent: &str, facts: &RequestFacts) -> (f64, Vec<String>) {
     let mut reasons = Vec::new();
     let mut score: f64 = 0.0;
     let mut signal = |weight: f64, reason: &str| {
@@ -148,6 +226,10 @@ mod tests {
         }
     }
 
+    fn gate_of(policy: &FraudPolicy, facts: &RequestFacts) -> GateVerdict {
+        gate(policy, facts, None)
+    }
+
     fn policy(mode: GateMode) -> FraudPolicy {
         FraudPolicy {
             mode,
@@ -160,25 +242,25 @@ mod tests {
     #[test]
     fn a_browser_passes_and_headless_chrome_does_not() {
         assert_eq!(
-            gate(&policy(GateMode::Block), &browser("/", CHROME)).action,
+            gate_of(&policy(GateMode::Block), &browser("/", CHROME)).action,
             GateAction::Allow
         );
         let headless = CHROME.replace("Chrome/", "HeadlessChrome/");
-        let verdict = gate(&policy(GateMode::Block), &browser("/", &headless));
+        let verdict = gate_of(&policy(GateMode::Block), &browser("/", &headless));
         assert_eq!(verdict.action, GateAction::Block);
         assert_eq!(
-            gate(&policy(GateMode::Monitor), &browser("/", &headless)).action,
+            gate_of(&policy(GateMode::Monitor), &browser("/", &headless)).action,
             GateAction::Tag
         );
     }
 
     #[test]
     fn rules_win_over_signals() {
-        let verdict = gate(&policy(GateMode::Block), &browser("/", "curl/8.5.0"));
+        let verdict = gate_of(&policy(GateMode::Block), &browser("/", "curl/8.5.0"));
         assert_eq!((verdict.score, verdict.action), (1.0, GateAction::Block));
         let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
         assert_eq!(
-            gate(&policy(GateMode::Block), &browser("/", google)).score,
+            gate_of(&policy(GateMode::Block), &browser("/", google)).score,
             0.0
         );
     }
@@ -195,14 +277,42 @@ mod tests {
             mode: GateMode::Off,
         });
         assert_eq!(
-            gate(&p, &browser("/checkout/pay", "curl/8")).action,
+            gate_of(&p, &browser("/checkout/pay", "curl/8")).action,
             GateAction::Block
         );
-        assert_eq!(gate(&p, &browser("/", "curl/8")).action, GateAction::Tag);
+        assert_eq!(gate_of(&p, &browser("/", "curl/8")).action, GateAction::Tag);
         assert_eq!(
-            gate(&p, &browser("/health", "curl/8")).action,
+            gate_of(&p, &browser("/health", "curl/8")).action,
             GateAction::Allow
         );
+    }
+
+    #[test]
+    fn denied_paths_score_one_and_good_bots_need_reverse_dns() {
+        let mut p = policy(GateMode::Block);
+        p.allow_user_agents.clear();
+        // Anything claiming to be Googlebot without proof is denied.
+        p.deny_user_agents.push("googlebot".into());
+        p.deny_paths.push("/wp-login.php".into());
+        p.good_bots.push(crate::snapshot::GoodBot {
+            user_agent: "Googlebot".into(),
+            reverse_dns: vec!["googlebot.com".into()],
+        });
+        let denied = gate_of(&p, &browser("/wp-login.php", CHROME));
+        assert_eq!((denied.score, denied.action), (1.0, GateAction::Block));
+
+        let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        let mut claimed = browser("/", google);
+        let unverified = gate_of(&p, &claimed);
+        assert_eq!(
+            (unverified.score, unverified.action),
+            (1.0, GateAction::Block)
+        );
+        claimed.platform.reverse_dns = Some("evil-googlebot.com.attacker.net".into());
+        assert_eq!(gate_of(&p, &claimed).action, GateAction::Block);
+        claimed.platform.reverse_dns = Some("crawl-66-249-66-1.googlebot.com.".into());
+        let verified = gate_of(&p, &claimed);
+        assert_eq!((verified.score, verified.action), (0.0, GateAction::Allow));
     }
 
     #[test]
@@ -210,12 +320,12 @@ mod tests {
         let mut facts = browser("/", CHROME);
         facts.platform.bot_score = Some(2);
         assert_eq!(
-            gate(&policy(GateMode::Block), &facts).action,
+            gate_of(&policy(GateMode::Block), &facts).action,
             GateAction::Block
         );
         facts.platform.bot_score = Some(95);
         assert_eq!(
-            gate(&policy(GateMode::Block), &facts).action,
+            gate_of(&policy(GateMode::Block), &facts).action,
             GateAction::Allow
         );
     }

@@ -22,6 +22,7 @@ mod edge;
 mod event;
 mod feedback;
 mod flags;
+mod fraud;
 mod gate;
 mod history;
 mod model;
@@ -57,14 +58,18 @@ pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decid
 pub use edge::{
     BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, OBJECTS_PREFIX,
     ORIGIN_REQUEST_HEADERS, RESERVED_PREFIX, Route, duplicate_feedback, feedback,
-    feedback_accepted, feedback_unavailable, gate_response, health_json, object_key,
-    origin_request_headers, origin_url, page_headers, queue_messages, reserved_route_error, route,
-    snapshot_pushed, unit_cookie,
+    feedback_accepted, feedback_scored, feedback_unavailable, gate_response, health_json,
+    object_key, origin_request_headers, origin_url, page_headers, queue_messages,
+    reserved_route_error, route, snapshot_pushed, unit_cookie,
 };
 pub use event::{ConsentState, Event, EventKind, contains_ip_address};
 pub use feedback::{AcceptedFeedback, FeedbackRejection, accept_feedback, dedupe_key};
 pub use flags::{ErrorCode, FlagResolution, FlagSet, Reason, ValueType};
-pub use gate::{GateAction, GateVerdict, gate};
+pub use fraud::{
+    FRAUD_FEATURE_WIDTH, contributions, feature_context, feature_names, feature_spec,
+    is_fraud_model, model_score, request_features,
+};
+pub use gate::{GateAction, GateVerdict, fraud_model, gate};
 pub use history::{HistoryPoint, MAX_HISTORY_POINTS, traffic_shares};
 pub use model::{
     FeatureSpec, Golden, Model, ModelError, ModelManifest, TensorSpec, build_features,
@@ -84,9 +89,9 @@ pub use rewrite::{
     csp_nonce, is_html,
 };
 pub use snapshot::{
-    Arm, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute, FlagEffect,
-    FraudPolicy, GateMode, GateRoute, Mutation, MutationAction, Policy, PrivacyPolicy,
-    SNAPSHOT_SCHEMA, Snapshot,
+    Arm, ChallengePage, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute,
+    FlagEffect, FraudPolicy, GateMode, GateRoute, GoodBot, Mutation, MutationAction, Policy,
+    PrivacyPolicy, SNAPSHOT_SCHEMA, Snapshot,
 };
 pub use sync::{
     ActivePointers, MANIFEST_KEY, ModelObjects, ModelPointer, ModelPointers, ModelRelease,

@@ -38,6 +38,10 @@ pub struct PlatformFacts {
     /// Bot management score (1 = automated … 99 = human) where the zone has it.
     #[serde(default)]
     pub bot_score: Option<u8>,
+    /// The client's forward-confirmed reverse-DNS name, where the platform resolved it; the
+    /// gate verifies good bots by it.
+    #[serde(default)]
+    pub reverse_dns: Option<String>,
 }
 
 impl RequestFacts {

@@ -201,6 +201,47 @@ pub struct FraudPolicy {
     /// Per-path modes; the first matching rule wins over `mode`.
     #[serde(default)]
     pub routes: Vec<GateRoute>,
+    /// Good bots let through when the user agent matches and the platform's reverse-DNS name of
+    /// the client confirms it (a bare user agent is trivially forged).
+    #[serde(default)]
+    pub good_bots: Vec<GoodBot>,
+    /// Path patterns no visitor has business on (`/wp-login.php`, `/.env`): score 1.
+    #[serde(default)]
+    pub deny_paths: Vec<String>,
+    /// Name of the fraud model (listed in `models`); without it, or while it is not loaded, the
+    /// gate scores with its header heuristics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The interstitial's hook in `challenge` mode.
+    #[serde(default)]
+    pub challenge: ChallengePage,
+    /// A click sooner than this after its decision was issued is flagged as not human.
+    #[serde(default = "default_min_click_seconds")]
+    pub min_click_seconds: u64,
+}
+
+fn default_min_click_seconds() -> u64 {
+    1
+}
+
+/// A verified good bot: user-agent substring plus the reverse-DNS domains its operator publishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GoodBot {
+    pub user_agent: String,
+    /// Domain suffixes (`googlebot.com`) the client's reverse-DNS name must end with.
+    pub reverse_dns: Vec<String>,
+}
+
+/// A Turnstile-compatible challenge widget: the page loads `scriptUrl` and renders the widget
+/// with `siteKey` into `#stellwerk-challenge`; without them the element is an empty hook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChallengePage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_key: Option<String>,
 }
 
 fn default_threshold() -> f64 {
@@ -215,6 +256,11 @@ impl Default for FraudPolicy {
             deny_user_agents: Vec::new(),
             allow_user_agents: Vec::new(),
             routes: Vec::new(),
+            good_bots: Vec::new(),
+            deny_paths: Vec::new(),
+            model: None,
+            challenge: ChallengePage::default(),
+            min_click_seconds: default_min_click_seconds(),
         }
     }
 }
@@ -397,7 +443,7 @@ impl Snapshot {
             }
             check_experiment(&path, experiment, &mut issues);
         }
-        check_fraud(&snapshot.fraud, &mut issues);
+        check_fraud(&snapshot.fraud, &snapshot.models, &mut issues);
         check_feedback(&snapshot.feedback, &mut issues);
         issues.finish(snapshot)
     }
@@ -512,7 +558,7 @@ fn check_mutations(path: &str, mutations: &[Mutation], issues: &mut Issues) {
     }
 }
 
-fn check_fraud(fraud: &FraudPolicy, issues: &mut Issues) {
+fn check_fraud(fraud: &FraudPolicy, models: &[ModelRequirement], issues: &mut Issues) {
     if !(0.0..=1.0).contains(&fraud.threshold) {
         issues.push("fraud.threshold", "must be between 0 and 1");
     }
@@ -523,6 +569,64 @@ fn check_fraud(fraud: &FraudPolicy, issues: &mut Issues) {
                 "must start with /",
             );
         }
+    }
+    for (i, path) in fraud.deny_paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            issues.push(index("fraud.denyPaths", i), "must start with /");
+        }
+    }
+    for (list, needles) in [
+        ("fraud.denyUserAgents", &fraud.deny_user_agents),
+        ("fraud.allowUserAgents", &fraud.allow_user_agents),
+    ] {
+        for (i, needle) in needles.iter().enumerate() {
+            if needle.trim().is_empty() {
+                issues.push(index(list, i), "must not be empty");
+            }
+        }
+    }
+    for (i, bot) in fraud.good_bots.iter().enumerate() {
+        let path = index("fraud.goodBots", i);
+        if bot.user_agent.trim().is_empty() {
+            issues.push(field(&path, "userAgent"), "must not be empty");
+        }
+        if bot.reverse_dns.is_empty() {
+            issues.push(
+                field(&path, "reverseDns"),
+                "needs at least one domain (use allowUserAgents to trust the user agent alone)",
+            );
+        }
+        for (j, domain) in bot.reverse_dns.iter().enumerate() {
+            let valid = !domain.is_empty()
+                && domain.contains('.')
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !valid {
+                issues.push(
+                    index(&field(&path, "reverseDns"), j),
+                    "must be a domain name such as googlebot.com",
+                );
+            }
+        }
+    }
+    if let Some(model) = &fraud.model
+        && !models.iter().any(|m| &m.name == model)
+    {
+        issues.push("fraud.model", format!("{model:?} is not listed in models"));
+    }
+    if let Some(url) = &fraud.challenge.script_url
+        && !url.starts_with("https://")
+    {
+        issues.push("fraud.challenge.scriptUrl", "must be an https:// URL");
+    }
+    if let Some(key) = &fraud.challenge.site_key
+        && (key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        issues.push("fraud.challenge.siteKey", "must be letters, digits, - or _");
     }
 }
 

@@ -8,9 +8,9 @@ use crate::admin::is_admin;
 use crate::bindings::{EVENTS, KV, MODELS, keys, secrets};
 use serde_json::Value;
 use stellwerk_core::{
-    EdgeResponse, Event, FeedbackOutcome, Route, Snapshot, duplicate_feedback, feedback,
-    feedback_accepted, feedback_unavailable, health_json, object_key, reserved_route_error,
-    snapshot_pushed,
+    EdgeResponse, Event, FeedbackOutcome, LoadedModel, Route, Snapshot, duplicate_feedback,
+    feedback_accepted, feedback_scored, feedback_unavailable, health_json, object_key,
+    reserved_route_error, snapshot_pushed,
 };
 use worker::{
     Context, Env, Headers, QueueContentType, RawMessageBuilder, Request, Response, Result,
@@ -102,12 +102,23 @@ async fn beacon(req: &mut Request, env: &Env, ctx: &Context, now_ms: f64) -> Res
     };
     let facts = request_facts(req)?;
     let now = (now_ms / 1000.0) as u64;
-    let accepted = match feedback(
+    // The beacon's request is scored by the fraud model as pages are.
+    let models = isolate::models(env, &state.pointers).await;
+    let loaded: Vec<LoadedModel<'_>> = models
+        .iter()
+        .map(|m| LoadedModel {
+            name: &m.name,
+            stable: &m.stable,
+            candidate: m.candidate.as_deref(),
+        })
+        .collect();
+    let accepted = match feedback_scored(
         &body,
         snapshot,
         &facts,
         &secret(env, secrets::HMAC_KEY),
         now,
+        &loaded,
     ) {
         FeedbackOutcome::Accepted(accepted) => accepted,
         FeedbackOutcome::Rejected(response) => return edge_response(response),

@@ -38,6 +38,8 @@ pub fn request_facts(req: &Request) -> Result<RequestFacts> {
                 .and_then(|cf| cf.bot_management())
                 .map(|bot| bot.score())
                 .and_then(|score| u8::try_from(score).ok()),
+            // Workers cannot resolve PTR records; good bots need another platform's hint.
+            reverse_dns: None,
         },
     })
 }
