@@ -56,6 +56,9 @@ pub struct ExperimentPosterior {
     /// Events held in quarantine, never counted.
     #[serde(default)]
     pub quarantined: u64,
+    /// Linear Thompson posteriors per arm (contextual experiments only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub linear: BTreeMap<String, crate::contextual::LinearArm>,
 }
 
 /// What one batch did: every event lands in exactly one of these.
@@ -91,6 +94,17 @@ impl PosteriorSnapshot {
                         field(&field(&field(&path, "arms"), arm), "rewards"),
                         "must be a finite number >= 0",
                     );
+                }
+            }
+            for (arm, linear) in &experiment.linear {
+                let at = field(&field(&path, "linear"), arm);
+                for (name, reason) in linear.problems() {
+                    let path = if name.is_empty() {
+                        at.clone()
+                    } else {
+                        field(&at, name)
+                    };
+                    issues.push(path, reason);
                 }
             }
             for (arm, p) in &experiment.probabilities {

@@ -14,6 +14,7 @@
 mod aggregate;
 mod bandit;
 pub mod conformance;
+mod contextual;
 mod decide;
 mod edge;
 mod event;
@@ -26,6 +27,7 @@ mod rewrite;
 mod snapshot;
 mod sync;
 mod token;
+mod training;
 mod validate;
 
 pub use aggregate::{
@@ -33,6 +35,11 @@ pub use aggregate::{
     apply_events,
 };
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
+pub use contextual::{
+    ARM_OUTPUT_PREFIX, ContextualChoice, ContextualPolicy, Exploration, Fallback, LinearArm,
+    contextual_choice, linear_features, linear_thompson_choice, normal_best_probabilities,
+    reward_model_choice,
+};
 pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
     BEACON_JS, BEACON_PATH, EdgeCounters, EdgeResponse, FeedbackOutcome, OBJECTS_PREFIX,
@@ -68,4 +75,8 @@ pub use sync::{
     sync_step, verify_model, verify_snapshot,
 };
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
+pub use training::{
+    JOIN_MEMORY_SECONDS, PendingRow, TRAINING_PREFIX, TrainingBatch, TrainingJoin, TrainingRow,
+    hour_partition, join_training, learn_linear, training_batches,
+};
 pub use validate::{Invalid, Issue};
