@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod redis_aggregator;
+mod simulate;
 mod spin_sync;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ enum Command {
     Aggregate(redis_aggregator::AggregateArgs),
     /// Verify what the object store publishes and move Spin's active pointers to it.
     Sync(spin_sync::SyncArgs),
+    /// Simulate visitors with known per-context click rates and report each policy's regret.
+    Simulate(simulate::SimulateArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -196,6 +199,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
         Command::Conformance { path, kind } => conformance(path, kind.as_deref()),
+        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 

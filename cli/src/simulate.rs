@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use stellwerk_core::{
     ConsentState, DecideInput, Keys, LoadedModel, Model, ModelManifest, PlatformFacts,
-    PosteriorSnapshot, RequestFacts, Snapshot, TrainingJoin, accept_feedback, apply_events,
-    decide, device_class, join_training, learn_linear, training_batches,
+    PosteriorSnapshot, RequestFacts, Snapshot, TrainingJoin, accept_feedback, apply_events, decide,
+    device_class, join_training, learn_linear, training_batches,
 };
 
 #[derive(clap::Args)]
@@ -117,7 +117,10 @@ struct PolicyUnderTest {
 pub fn run(args: SimulateArgs) -> Result<(), String> {
     for (device, user_agent, _) in DEVICES {
         if device_class(user_agent) != device {
-            return Err(format!("user agent for {device} reads as {}", device_class(user_agent)));
+            return Err(format!(
+                "user agent for {device} reads as {}",
+                device_class(user_agent)
+            ));
         }
     }
     let reward_model = match &args.reward_model {
@@ -148,8 +151,10 @@ pub fn run(args: SimulateArgs) -> Result<(), String> {
         policies.push(PolicyUnderTest {
             name: "SquareCB on the reward model (contextual)",
             policy: json!({"type": "thompson"}),
-            contextual: Some(json!({"type": "reward_model", "model": model.manifest().name,
-                "exploration": {"type": "squarecb", "gamma": args.gamma}})),
+            contextual: Some(
+                json!({"type": "reward_model", "model": model.manifest().name,
+                "exploration": {"type": "squarecb", "gamma": args.gamma}}),
+            ),
         });
     }
 
@@ -168,9 +173,16 @@ pub fn run(args: SimulateArgs) -> Result<(), String> {
         println!("| policy | {} | contextual fallbacks |", header.join(" | "));
         println!("|---|{}---|", "---|".repeat(header.len()));
         for policy in &policies {
-            let logs = args.logs.as_ref().filter(|_| policy.name == "uniform random" && s == 0);
+            let logs = args
+                .logs
+                .as_ref()
+                .filter(|_| policy.name == "uniform random" && s == 0);
             let outcome = simulate(scenario, policy, reward_model.as_ref(), &args, logs)?;
-            let cells: Vec<String> = outcome.regret_at.iter().map(|r| format!("{r:.0}")).collect();
+            let cells: Vec<String> = outcome
+                .regret_at
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect();
             println!(
                 "| {} | {} | {} |",
                 policy.name,
@@ -334,7 +346,8 @@ fn aggregate(
         for batch in training_batches(&rows) {
             let path = dir.join(&batch.key);
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
             }
             std::fs::File::create(&path)
                 .and_then(|mut f| f.write_all(batch.body.as_bytes()))
