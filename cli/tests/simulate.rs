@@ -14,7 +14,10 @@ fn final_regrets(table: &str) -> Vec<Vec<(String, f64)>> {
         } else if line.starts_with("| ") && !line.starts_with("| policy") {
             let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
             let regret: f64 = cells[cells.len() - 2].parse().expect("a regret figure");
-            scenarios.last_mut().unwrap().push((cells[0].to_owned(), regret));
+            scenarios
+                .last_mut()
+                .unwrap()
+                .push((cells[0].to_owned(), regret));
         }
     }
     scenarios
@@ -29,7 +32,11 @@ fn contextual_policy_learns_per_device_and_logs_training_rows() {
         .arg(&logs)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let table = String::from_utf8(output.stdout).unwrap();
     let scenarios = final_regrets(&table);
     assert_eq!(scenarios.len(), 2, "{table}");
@@ -42,11 +49,20 @@ fn contextual_policy_learns_per_device_and_logs_training_rows() {
     };
     // Contexts differ: the contextual policy loses far fewer clicks than Thompson, which
     // cannot tell devices apart; both beat uniform random.
-    assert!(regret(0, "linear Thompson") < 0.6 * regret(0, "Thompson"), "{table}");
+    assert!(
+        regret(0, "linear Thompson") < 0.6 * regret(0, "Thompson"),
+        "{table}"
+    );
     assert!(regret(0, "Thompson") < regret(0, "uniform"), "{table}");
     // Contexts alike: nothing to gain from context; both learn the one best arm.
-    assert!(regret(1, "linear Thompson") < 0.5 * regret(1, "uniform"), "{table}");
-    assert!(regret(1, "Thompson") < 0.5 * regret(1, "uniform"), "{table}");
+    assert!(
+        regret(1, "linear Thompson") < 0.5 * regret(1, "uniform"),
+        "{table}"
+    );
+    assert!(
+        regret(1, "Thompson") < 0.5 * regret(1, "uniform"),
+        "{table}"
+    );
 
     let mut rows = Vec::new();
     let mut stack = vec![logs.clone()];
@@ -56,8 +72,15 @@ fn contextual_policy_learns_per_device_and_logs_training_rows() {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let key = path.strip_prefix(&logs).unwrap().to_string_lossy().into_owned();
-                assert!(key.starts_with("logs/training/dt=2026-01-01/hour=00/"), "{key}");
+                let key = path
+                    .strip_prefix(&logs)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                assert!(
+                    key.starts_with("logs/training/dt=2026-01-01/hour=00/"),
+                    "{key}"
+                );
                 assert!(key.ends_with(".ndjson"), "{key}");
                 for line in std::fs::read_to_string(&path).unwrap().lines() {
                     rows.push(serde_json::from_str::<Value>(line).unwrap());
