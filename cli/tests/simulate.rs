@@ -48,12 +48,11 @@ fn contextual_policy_learns_per_device_and_logs_training_rows() {
             .1
     };
     // Contexts differ: the contextual policy loses far fewer clicks than Thompson, which
-    // cannot tell devices apart; both beat uniform random.
+    // cannot tell devices apart.
     assert!(
         regret(0, "linear Thompson") < 0.6 * regret(0, "Thompson"),
         "{table}"
     );
-    assert!(regret(0, "Thompson") < regret(0, "uniform"), "{table}");
     // Contexts alike: nothing to gain from context; both learn the one best arm.
     assert!(
         regret(1, "linear Thompson") < 0.5 * regret(1, "uniform"),
