@@ -43,3 +43,12 @@ fi
 
 # worker-build and wasm-bindgen-cli at the versions the Worker needs (installed only when missing).
 scripts/build-worker.sh --tools-only
+
+# Python for the reward-model trainer (tests/e2e/contextual.test.mjs trains a model from the
+# Worker's training logs): models/.venv with the pinned requirements, created once.
+if [[ ! -x models/.venv/bin/python ]]; then
+  python="$(command -v python3.11 || command -v python3)"
+  log "python venv models/.venv ($python)"
+  "$python" -m venv models/.venv
+  models/.venv/bin/pip install --quiet --disable-pip-version-check -r models/requirements.txt
+fi

@@ -10,6 +10,7 @@ mod edge_admin;
 mod fraud;
 mod ope;
 mod redis_aggregator;
+mod simulate;
 mod spin_sync;
 
 use clap::{Parser, Subcommand};
@@ -96,6 +97,8 @@ enum Command {
     FraudFeatures(fraud::FeaturesArgs),
     /// Score one request with the fraud gate: score, verdict, the features that weighed most.
     ScoreRequest(fraud::ScoreArgs),
+    /// Simulate visitors with known per-context click rates and report each policy's regret.
+    Simulate(simulate::SimulateArgs),
     /// Sign or verify a decision token.
     Token {
         #[command(subcommand)]
@@ -234,6 +237,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Aggregate(args) => redis_aggregator::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Sync(args) => spin_sync::run(&args).map(|ok| ExitCode::from(u8::from(!ok))),
         Command::Conformance { path, kind } => conformance(path, kind.as_deref()),
+        Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
         Command::Flags { edge, action } => edge_admin::flags(&edge, action).map(exit_code),
         Command::Experiment { edge, action } => {
             edge_admin::experiment(&edge, action).map(exit_code)

@@ -59,6 +59,9 @@ pub struct ExperimentPosterior {
     /// Cumulative counts over time, bounded ([`crate::history`]), for the console's charts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<crate::history::HistoryPoint>,
+    /// Linear Thompson posteriors per arm (contextual experiments only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub linear: BTreeMap<String, crate::contextual::LinearArm>,
 }
 
 /// What one batch did: every event lands in exactly one of these.
@@ -94,6 +97,17 @@ impl PosteriorSnapshot {
                         field(&field(&field(&path, "arms"), arm), "rewards"),
                         "must be a finite number >= 0",
                     );
+                }
+            }
+            for (arm, linear) in &experiment.linear {
+                let at = field(&field(&path, "linear"), arm);
+                for (name, reason) in linear.problems() {
+                    let path = if name.is_empty() {
+                        at.clone()
+                    } else {
+                        field(&at, name)
+                    };
+                    issues.push(path, reason);
                 }
             }
             for (arm, p) in &experiment.probabilities {

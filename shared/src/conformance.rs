@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::aggregate::{PosteriorSnapshot, apply_events};
 use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
+use crate::contextual::{Exploration, normal_best_probabilities};
 use crate::decide::{DecideInput, Keys, decide};
 use crate::event::{ConsentState, Event};
 use crate::feedback::accept_feedback;
@@ -30,6 +31,7 @@ use crate::token::{DecisionToken, TokenError};
 pub const KINDS: &[&str] = &[
     "aggregate",
     "bandit",
+    "contextual",
     "decide",
     "feedback",
     "flags",
@@ -46,6 +48,7 @@ pub fn run(kind: &str, vector: &Value) -> Result<Value, String> {
     let output = match kind {
         "aggregate" => aggregate(vector),
         "bandit" => bandit(vector),
+        "contextual" => contextual(vector),
         "decide" => decide_vector(vector),
         "feedback" => feedback(vector),
         "flags" => flags(vector),
@@ -260,6 +263,23 @@ fn bandit(v: &Value) -> Result<Value, String> {
     let arms: Vec<Arm> = typed(v, "arms")?;
     let stats: Vec<ArmStats> = typed(v, "stats")?;
     Ok(json!({ "probabilities": arm_probabilities(&policy, &arms, &stats) }))
+}
+
+/// contextual: `{"probabilities": [...]}`, the exploration strategy's distribution over arms for
+/// the vector's reward-model scores, or P(best) for independent normal scores (linear Thompson).
+fn contextual(v: &Value) -> Result<Value, String> {
+    if let Some(normal) = v.get("normalBest") {
+        let at = |e: String| format!("normalBest.{e}");
+        let means: Vec<f64> = typed(normal, "means").map_err(at)?;
+        let spreads: Vec<f64> = typed(normal, "spreads").map_err(at)?;
+        if means.len() != spreads.len() {
+            return Err(at("means and spreads differ in length".to_owned()));
+        }
+        return Ok(json!({ "probabilities": normal_best_probabilities(&means, &spreads) }));
+    }
+    let exploration: Exploration = typed(v, "exploration")?;
+    let scores: Vec<f64> = typed(v, "scores")?;
+    Ok(json!({ "probabilities": exploration.probabilities(&scores) }))
 }
 
 /// aggregate: `{"reports": [one per batch], "posteriors": <the resulting document>}`.
@@ -499,6 +519,16 @@ mod tests {
                         assert_eq!(out["rejected"]["error"], expect["code"], "{at}");
                     }
                 },
+                "contextual" => {
+                    let tolerance = v["tolerance"].as_f64().unwrap();
+                    let want = expect.as_array().unwrap();
+                    let got = out["probabilities"].as_array().unwrap();
+                    assert_eq!(got.len(), want.len(), "{at}");
+                    for (g, w) in got.iter().zip(want) {
+                        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+                        assert!((g - w).abs() <= tolerance, "{at}: {got:?} vs {want:?}");
+                    }
+                }
                 "bandit" => match v.get("chooseArm") {
                     Some(cases) => {
                         for (i, case) in cases.as_array().unwrap().iter().enumerate() {
@@ -558,6 +588,14 @@ mod tests {
                         .map(|a| &a["arm"])
                         .collect();
                     assert_eq!(arms, want, "{at}");
+                    // Contextual vectors also name the deciding policy and any fallback.
+                    for (i, want) in expect["assignments"].as_array().unwrap().iter().enumerate() {
+                        for field in ["policy", "fallback", "propensity"] {
+                            if let Some(w) = want.get(field) {
+                                assert_eq!(&out["assignments"][i][field], w, "{at}: {field}");
+                            }
+                        }
+                    }
                 }
                 other => panic!("no expectations checked for kind {other}"),
             }

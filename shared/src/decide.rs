@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aggregate::PosteriorSnapshot;
 use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
+use crate::contextual::{contextual_choice, reward_model_names};
 use crate::event::{ConsentState, Event, EventKind};
 use crate::flags::{FlagResolution, evaluate_rule, is_truthy};
 use crate::gate::{GateAction, GateVerdict, fraud_model, gate};
@@ -101,6 +102,12 @@ pub struct Assignment {
     /// The probability with which `arm` was chosen (1 for a stopped experiment's winner).
     pub propensity: f64,
     pub policy: &'static str,
+    /// `name@version` of the reward model that scored the arms (contextual policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Why the experiment's contextual policy did not decide (its plain policy did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     pub decision_id: String,
     /// Signed token the page sends back with feedback; absent for a stopped experiment.
     pub token: Option<String>,
@@ -205,6 +212,11 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
     if let Some(unit) = unit.as_deref() {
         for experiment in &snapshot.experiments {
             if let Some(assignment) = assign(input, experiment, unit, path, &context) {
+                if let Some((name, version)) =
+                    assignment.model.as_deref().and_then(|m| m.rsplit_once('@'))
+                {
+                    decision.models.insert(name.to_owned(), version.to_owned());
+                }
                 let arm = experiment.arms.iter().find(|a| a.key == assignment.arm);
                 decision
                     .mutations
@@ -253,9 +265,14 @@ fn score_models(
     decision: &mut PageDecision,
 ) {
     let mut scores = serde_json::Map::new();
-    // The fraud model reads request features, not this context; the gate has run it.
+    // The fraud model reads request features, not this context; the gate has run it. Reward
+    // models score arms inside the contextual policy.
     let fraud_model = input.snapshot.fraud.model.as_deref();
+    let reward_models: Vec<&str> = reward_model_names(input.snapshot).collect();
     for loaded in input.models.iter().filter(|m| Some(m.name) != fraud_model) {
+        if reward_models.contains(&loaded.name) {
+            continue;
+        }
         let model = unit.map_or(loaded.stable, |u| loaded.for_unit(u));
         match model.score(context) {
             Ok(outputs) => match outputs.last() {
@@ -300,6 +317,8 @@ fn assign(
                 arm: winner,
                 propensity: 1.0,
                 policy: "winner",
+                model: None,
+                fallback: None,
                 decision_id: decision_id(input, &experiment.key),
                 token: None,
             });
@@ -318,7 +337,26 @@ fn assign(
     if unit_uniform(&[&experiment.key, &fingerprint, "traffic", unit]) >= experiment.traffic {
         return None;
     }
-    let probabilities = probabilities_for(experiment, input.posteriors);
+    let contextual = experiment.contextual.as_ref().map(|policy| {
+        contextual_choice(
+            policy,
+            experiment,
+            input.snapshot,
+            input.posteriors,
+            input.models,
+            unit,
+            context,
+        )
+    });
+    let (probabilities, policy, model, fallback) = match contextual {
+        Some(Ok(choice)) => (choice.probabilities, choice.policy, choice.model, None),
+        other => (
+            probabilities_for(experiment, input.posteriors),
+            policy_name(&experiment.policy),
+            None,
+            other.and_then(Result::err).map(|f| f.to_string()),
+        ),
+    };
     let u = match (&experiment.policy, experiment.sticky_seconds) {
         (Policy::Fixed, _) => unit_uniform(&[&experiment.key, &fingerprint, "arm", unit]),
         (_, 0) => request_uniform(input, &experiment.key),
@@ -343,7 +381,9 @@ fn assign(
         experiment: experiment.key.clone(),
         arm: arm.key.clone(),
         propensity: probabilities[index],
-        policy: policy_name(&experiment.policy),
+        policy,
+        model,
+        fallback,
         decision_id,
         token: Some(token.sign(input.keys.token)),
     })
@@ -478,6 +518,7 @@ fn exposure_event(
         decision_id: Some(assignment.decision_id.clone()),
         propensity: Some(assignment.propensity),
         policy_version: input.snapshot.version.clone(),
+        policy: Some(assignment.policy.to_owned()),
         model_versions: model_versions.clone(),
         context: logged_context(context),
         reward: None,
@@ -508,6 +549,7 @@ fn fraud_event(
         decision_id: None,
         propensity: None,
         policy_version: input.snapshot.version.clone(),
+        policy: None,
         model_versions: BTreeMap::new(),
         context: logged_context(&input.facts.context(None, false, input.now)),
         reward: None,

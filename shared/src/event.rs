@@ -79,6 +79,9 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub propensity: Option<f64>,
     pub policy_version: String,
+    /// The policy that chose the arm (`thompson`, `softmax`, `linear-thompson`, …; exposures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Model name → version used for the decision.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub model_versions: BTreeMap<String, String>,
@@ -116,6 +119,7 @@ impl Event {
             decision_id: Some(decision.decision_id.clone()),
             propensity: Some(decision.propensity),
             policy_version: decision.policy_version.clone(),
+            policy: None,
             model_versions: BTreeMap::new(),
             context: BTreeMap::new(),
             reward: None,
@@ -146,6 +150,7 @@ impl Event {
             decision_id: None,
             propensity: None,
             policy_version,
+            policy: None,
             model_versions: BTreeMap::new(),
             context: BTreeMap::new(),
             reward: None,

@@ -206,6 +206,7 @@ pub fn accept_feedback(
         decision_id: Some(decision.decision_id),
         propensity: Some(decision.propensity),
         policy_version: decision.policy_version,
+        policy: None,
         model_versions: BTreeMap::new(),
         context,
         reward,

@@ -17,6 +17,7 @@ mod aggregate;
 mod bandit;
 pub mod conformance;
 mod console;
+mod contextual;
 mod decide;
 mod edge;
 mod event;
@@ -33,6 +34,7 @@ pub mod s3;
 mod snapshot;
 mod sync;
 mod token;
+mod training;
 mod validate;
 
 pub use admin_api::{
@@ -53,6 +55,11 @@ pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
 pub use console::{
     ChartLibrary, ConsoleAsset, ConsoleRoute, console_page, console_route, login, login_page,
     logout, unauthorized, whoami,
+};
+pub use contextual::{
+    ARM_OUTPUT_PREFIX, ContextualChoice, ContextualPolicy, Exploration, Fallback, LinearArm,
+    contextual_choice, linear_features, linear_thompson_choice, normal_best_probabilities,
+    reward_model_choice,
 };
 pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
@@ -99,4 +106,8 @@ pub use sync::{
     sync_step, verify_model, verify_snapshot,
 };
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
+pub use training::{
+    JOIN_MEMORY_SECONDS, PendingRow, TRAINING_PREFIX, TrainingBatch, TrainingJoin, TrainingRow,
+    hour_partition, join_training, learn_linear, training_batches,
+};
 pub use validate::{Invalid, Issue};

@@ -180,7 +180,7 @@ fn to_f32(value: f64) -> f32 {
     value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
 }
 
-fn lookup<'a>(context: &'a Value, source: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(context: &'a Value, source: &str) -> Option<&'a Value> {
     source
         .split('.')
         .try_fold(context, |value, key| value.as_object()?.get(key))
@@ -387,7 +387,7 @@ fn check_shape(path: &str, shape: &[usize], issues: &mut Issues) {
     }
 }
 
-fn check_feature(path: &str, feature: &FeatureSpec, issues: &mut Issues) {
+pub(crate) fn check_feature(path: &str, feature: &FeatureSpec, issues: &mut Issues) {
     let source = feature.source();
     if source.is_empty() || source.split('.').any(str::is_empty) {
         issues.push(

@@ -83,6 +83,10 @@ pub struct Experiment {
     pub traffic: f64,
     #[serde(default)]
     pub policy: Policy,
+    /// A per-visitor policy (reward model or linear Thompson); `policy` decides whenever it
+    /// cannot (see `contextual.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contextual: Option<crate::contextual::ContextualPolicy>,
     /// Bandits: a unit keeps its arm for this long before it may be re-drawn (0 = every request).
     #[serde(default)]
     pub sticky_seconds: u64,
@@ -442,6 +446,15 @@ impl Snapshot {
                 );
             }
             check_experiment(&path, experiment, &mut issues);
+            if let Some(contextual) = &experiment.contextual {
+                crate::contextual::check(
+                    &field(&path, "contextual"),
+                    contextual,
+                    experiment,
+                    &snapshot.models,
+                    &mut issues,
+                );
+            }
         }
         check_fraud(&snapshot.fraud, &snapshot.models, &mut issues);
         check_feedback(&snapshot.feedback, &mut issues);

@@ -73,6 +73,11 @@ fn decide_vectors() {
                 a.propensity
             );
             assert_eq!(json!(a.token), w["token"], "{path}: token");
+            assert_eq!(
+                a.fallback.as_deref(),
+                w["fallback"].as_str(),
+                "{path}: fallback"
+            );
             tokens += usize::from(a.token.is_some());
         }
 

@@ -16,6 +16,8 @@ pub mod vars {
     pub const ORIGIN_URL: &str = "ORIGIN_URL";
     /// How long an isolate serves a snapshot before reading KV again, in milliseconds.
     pub const SNAPSHOT_TTL_MS: &str = "SNAPSHOT_TTL_MS";
+    /// How long an exposure waits for feedback before it is written as a training row, in seconds.
+    pub const TRAINING_JOIN_SECONDS: &str = "TRAINING_JOIN_SECONDS";
 }
 
 /// Secrets (`wrangler secret put`; `.dev.vars` locally).
@@ -40,9 +42,14 @@ pub mod keys {
     pub const CONSUMER_STATUS: &str = "status:events";
     /// [`crate::status::DeadLetterStatus`].
     pub const DEAD_LETTER_STATUS: &str = "status:dead-letters";
+    /// The training-row join between batches (`stellwerk_core::TrainingJoin`).
+    pub const TRAINING_JOIN: &str = "training:join";
     /// Prefix of the feedback dedupe keys (expire after the attribution window).
     pub const DEDUPE_PREFIX: &str = "dedupe:";
 }
+
+/// Used when `TRAINING_JOIN_SECONDS` is unset or not a number.
+pub const DEFAULT_TRAINING_JOIN_SECONDS: u64 = 1800;
 
 /// Used when `SNAPSHOT_TTL_MS` is unset or not a number.
 pub const DEFAULT_SNAPSHOT_TTL_MS: f64 = 30_000.0;

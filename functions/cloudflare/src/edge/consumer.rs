@@ -4,12 +4,15 @@
 //! so only one invocation at a time may read-modify-write the posteriors.
 
 use super::isolate;
-use crate::bindings::{KV, keys};
+use crate::bindings::{DEFAULT_TRAINING_JOIN_SECONDS, KV, MODELS, keys, vars};
 use crate::status::{ConsumerStatus, DeadLetterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use stellwerk_core::{Event, PosteriorSnapshot, apply_events};
+use stellwerk_core::{
+    Event, PosteriorSnapshot, TrainingJoin, apply_events, join_training, learn_linear,
+    training_batches,
+};
 use wasm_bindgen::JsValue;
 use worker::{Env, Error, KvStore, MessageBatch, MessageExt, Result, console_warn};
 
@@ -55,13 +58,35 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
             .map_err(|e| Error::RustError(format!("posteriors in KV: {e}")))?,
         None => PosteriorSnapshot::default(),
     };
-    let report = apply_events(
-        &mut posteriors,
+    let now = (now_ms / 1000.0) as u64;
+    let report = apply_events(&mut posteriors, &accepted, snapshot, now);
+
+    // Training rows: exposures joined with their rewards once the window closed. The objects
+    // are written first, under keys that hash their rows, so a retried batch rewrites the same
+    // objects; the join state is saved only after the posteriors.
+    let mut join = match kv.get(keys::TRAINING_JOIN).bytes().await? {
+        Some(bytes) => TrainingJoin::parse(&bytes).unwrap_or_else(|error| {
+            console_warn!("stellwerk: training join state unreadable, starting afresh: {error}");
+            TrainingJoin::default()
+        }),
+        None => TrainingJoin::default(),
+    };
+    let rows = join_training(
+        &mut join,
         &accepted,
         snapshot,
-        (now_ms / 1000.0) as u64,
+        now,
+        join_window_seconds(env),
     );
+    learn_linear(&mut posteriors, &rows, snapshot, now);
+    let bucket = env.bucket(MODELS)?;
+    for batch in training_batches(&rows) {
+        bucket.put(&batch.key, batch.body).execute().await?;
+    }
     kv.put(keys::POSTERIORS, posteriors.to_json())?
+        .execute()
+        .await?;
+    kv.put(keys::TRAINING_JOIN, join.to_json())?
         .execute()
         .await?;
     isolate::invalidate();
@@ -73,6 +98,13 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
         message.ack();
     }
     Ok(())
+}
+
+fn join_window_seconds(env: &Env) -> u64 {
+    env.var(vars::TRAINING_JOIN_SECONDS)
+        .ok()
+        .and_then(|value| value.to_string().trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_TRAINING_JOIN_SECONDS)
 }
 
 /// Records dead letters in KV so an operator can see what was given up on.

@@ -179,6 +179,15 @@ async fn decide_for(
         console_error!("stellwerk: {reason}");
         isolate::count_fallback("model_run");
     }
+    // A contextual experiment decided by its plain policy: counted by reason (`contextual_missing_feature`, …).
+    for fallback in decision
+        .assignments
+        .iter()
+        .filter_map(|a| a.fallback.as_deref())
+    {
+        let code = fallback.split(':').next().unwrap_or(fallback);
+        isolate::count_fallback(&format!("contextual_{code}"));
+    }
     Ok(Some(decision))
 }
 

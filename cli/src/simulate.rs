@@ -1,0 +1,372 @@
+//! `stellwerk simulate`: visitors with known per-context click rates, served by the core's
+//! policies, to show what a contextual policy learns that a plain bandit cannot.
+//!
+//! Every visitor goes through the same calls an edge makes: `decide` on a real snapshot (the
+//! visitor's device comes from its user agent, "returning" from its cookie), a click beacon
+//! through `accept_feedback` with the page's signed token, and every `batch` visitors the
+//! aggregator's fold: `apply_events` (Beta posteriors and Thompson's P(best)), `join_training`
+//! (training rows) and `learn_linear` (linear Thompson). Only the visitors are simulated: who
+//! arrives and whether they click, drawn from a seeded PRNG. Regret is expected regret: the best
+//! arm's click rate for the visitor's context minus the served arm's, summed.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use stellwerk_core::{
+    ConsentState, DecideInput, Keys, LoadedModel, Model, ModelManifest, PlatformFacts,
+    PosteriorSnapshot, RequestFacts, Snapshot, TrainingJoin, accept_feedback, apply_events, decide,
+    device_class, join_training, learn_linear, training_batches,
+};
+
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// Visitors per policy and scenario.
+    #[arg(long, default_value_t = 100_000)]
+    visitors: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Visitors between two aggregator runs (the queue's batch).
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+    /// Write the uniform-random run's training rows (NDJSON, partitioned as in R2) under DIR.
+    #[arg(long)]
+    logs: Option<PathBuf>,
+    /// A reward model's manifest (the .onnx next to it): adds a SquareCB policy that scores arms with it.
+    #[arg(long)]
+    reward_model: Option<PathBuf>,
+    /// SquareCB's γ for the reward-model policy.
+    #[arg(long, default_value_t = 50.0)]
+    gamma: f64,
+}
+
+const ARMS: [&str; 3] = ["a", "b", "c"];
+const DEVICES: [(&str, &str, f64); 3] = [
+    (
+        "mobile",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        0.5,
+    ),
+    (
+        "desktop",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+        0.35,
+    ),
+    (
+        "tablet",
+        "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        0.15,
+    ),
+];
+/// Share of visitors who come back with a cookie; they click a bit more on every arm.
+const RETURNING_SHARE: f64 = 0.3;
+const RETURNING_LIFT: f64 = 0.02;
+/// Simulated arrivals per second, and how long the join waits for a click.
+const VISITORS_PER_SECOND: u64 = 10;
+const JOIN_WINDOW_SECONDS: u64 = 5;
+const START: u64 = 1_767_225_600;
+const CHECKPOINTS: [u64; 5] = [1_000, 10_000, 25_000, 50_000, 100_000];
+
+/// Click rates per device (rows, in `DEVICES` order) and arm (columns, in `ARMS` order).
+struct Scenario {
+    name: &'static str,
+    rates: [[f64; 3]; 3],
+}
+
+const SCENARIOS: [Scenario; 2] = [
+    Scenario {
+        name: "contexts differ (each device has its own best arm)",
+        rates: [[0.10, 0.04, 0.05], [0.04, 0.10, 0.05], [0.05, 0.04, 0.10]],
+    },
+    Scenario {
+        name: "contexts alike (arm a is best everywhere)",
+        rates: [[0.10, 0.06, 0.04], [0.10, 0.06, 0.04], [0.10, 0.06, 0.04]],
+    },
+];
+
+/// SplitMix64: tiny, seedable, and enough for drawing visitors.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn bytes(&mut self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.next_u64().to_le_bytes());
+        out[8..].copy_from_slice(&self.next_u64().to_le_bytes());
+        out
+    }
+}
+
+struct PolicyUnderTest {
+    name: &'static str,
+    policy: Value,
+    contextual: Option<Value>,
+}
+
+pub fn run(args: SimulateArgs) -> Result<(), String> {
+    for (device, user_agent, _) in DEVICES {
+        if device_class(user_agent) != device {
+            return Err(format!(
+                "user agent for {device} reads as {}",
+                device_class(user_agent)
+            ));
+        }
+    }
+    let reward_model = match &args.reward_model {
+        Some(path) => Some(load_model(path)?),
+        None => None,
+    };
+    let mut policies = vec![
+        PolicyUnderTest {
+            name: "uniform random",
+            policy: json!({"type": "fixed"}),
+            contextual: None,
+        },
+        PolicyUnderTest {
+            name: "Thompson (Beta, no context)",
+            policy: json!({"type": "thompson"}),
+            contextual: None,
+        },
+        PolicyUnderTest {
+            name: "linear Thompson (contextual)",
+            policy: json!({"type": "thompson"}),
+            contextual: Some(json!({"type": "linear_thompson", "features": [
+                {"kind": "one_hot", "source": "device", "values": ["mobile", "desktop", "tablet"]},
+                {"kind": "bool", "source": "returning"}
+            ], "exploration": 0.5})),
+        },
+    ];
+    if let Some(model) = &reward_model {
+        policies.push(PolicyUnderTest {
+            name: "SquareCB on the reward model (contextual)",
+            policy: json!({"type": "thompson"}),
+            contextual: Some(
+                json!({"type": "reward_model", "model": model.manifest().name,
+                "exploration": {"type": "squarecb", "gamma": args.gamma}}),
+            ),
+        });
+    }
+
+    println!(
+        "Cumulative expected regret (clicks lost against the best arm for each visitor's context), \
+         {} visitors, seed {}, aggregation every {} visitors.\n",
+        args.visitors, args.seed, args.batch
+    );
+    for (s, scenario) in SCENARIOS.iter().enumerate() {
+        println!("### {}\n", scenario.name);
+        let header: Vec<String> = CHECKPOINTS
+            .iter()
+            .filter(|&&c| c <= args.visitors)
+            .map(|c| format!("after {c}"))
+            .collect();
+        println!("| policy | {} | contextual fallbacks |", header.join(" | "));
+        println!("|---|{}---|", "---|".repeat(header.len()));
+        for policy in &policies {
+            let logs = args
+                .logs
+                .as_ref()
+                .filter(|_| policy.name == "uniform random" && s == 0);
+            let outcome = simulate(scenario, policy, reward_model.as_ref(), &args, logs)?;
+            let cells: Vec<String> = outcome
+                .regret_at
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect();
+            println!(
+                "| {} | {} | {} |",
+                policy.name,
+                cells.join(" | "),
+                outcome.fallbacks
+            );
+        }
+        println!();
+    }
+    Ok(())
+}
+
+struct Outcome {
+    regret_at: Vec<f64>,
+    fallbacks: u64,
+}
+
+fn simulate(
+    scenario: &Scenario,
+    policy: &PolicyUnderTest,
+    reward_model: Option<&Model>,
+    args: &SimulateArgs,
+    logs: Option<&PathBuf>,
+) -> Result<Outcome, String> {
+    let mut experiment = json!({"key": "hero", "policy": policy.policy, "arms":
+        ARMS.iter().map(|a| json!({"key": a})).collect::<Vec<_>>()});
+    if let Some(contextual) = &policy.contextual {
+        experiment["contextual"] = contextual.clone();
+    }
+    let models: Vec<Value> = reward_model
+        .map(|m| json!({"name": m.manifest().name}))
+        .into_iter()
+        .collect();
+    let snapshot = Snapshot::from_value(json!({
+        "schema": 1, "version": "sim-1", "fraud": {"mode": "off"},
+        "models": models, "experiments": [experiment]
+    }))
+    .map_err(|e| format!("simulation snapshot refused:\n{e}"))?;
+    let loaded: Vec<LoadedModel<'_>> = reward_model
+        .map(|m| LoadedModel {
+            name: &m.manifest().name,
+            stable: m,
+            candidate: None,
+        })
+        .into_iter()
+        .collect();
+
+    let keys = Keys {
+        token: b"simulation-token-key",
+        unit: b"simulation-unit-key",
+    };
+    let mut rng = Rng(args.seed);
+    let mut posteriors = PosteriorSnapshot::default();
+    let mut join = TrainingJoin::default();
+    let mut queue = Vec::new();
+    let mut regret = 0.0;
+    let mut regret_at = Vec::new();
+    let mut fallbacks = 0;
+    let mut now = START;
+    for visitor in 1..=args.visitors {
+        now = START + visitor / VISITORS_PER_SECOND;
+        let pick = rng.uniform();
+        let mut device = DEVICES.len() - 1;
+        let mut cumulative = 0.0;
+        for (i, (_, _, share)) in DEVICES.iter().enumerate() {
+            cumulative += share;
+            if pick < cumulative {
+                device = i;
+                break;
+            }
+        }
+        let returning = rng.uniform() < RETURNING_SHARE;
+        let mut headers = vec![
+            ("user-agent".to_owned(), DEVICES[device].1.to_owned()),
+            ("accept".to_owned(), "text/html".to_owned()),
+        ];
+        if returning {
+            let cookie = hex(&rng.bytes());
+            headers.push(("cookie".to_owned(), format!("stellwerk_id={cookie}")));
+        }
+        let facts = RequestFacts {
+            method: "GET".into(),
+            url: "https://shop.example/".into(),
+            headers,
+            platform: PlatformFacts::default(),
+        };
+        let decision = decide(&DecideInput {
+            snapshot: &snapshot,
+            posteriors: &posteriors,
+            facts: &facts,
+            keys,
+            random: rng.bytes(),
+            now,
+            models: &loaded,
+        });
+        let assignment = decision
+            .assignments
+            .first()
+            .ok_or("the simulated visitor got no arm")?;
+        if assignment.fallback.is_some() {
+            fallbacks += 1;
+        }
+        let arm = ARMS
+            .iter()
+            .position(|a| *a == assignment.arm)
+            .ok_or("unknown arm")?;
+        let lift = if returning { RETURNING_LIFT } else { 0.0 };
+        let rates = scenario.rates[device];
+        let best = rates.iter().copied().fold(0.0, f64::max);
+        regret += best - rates[arm];
+        queue.extend(decision.events.iter().cloned());
+        if rng.uniform() < rates[arm] + lift {
+            let token = assignment.token.as_deref().ok_or("no token")?;
+            let body = json!({"token": token, "type": "click"}).to_string();
+            let accepted = accept_feedback(
+                body.as_bytes(),
+                &snapshot.feedback,
+                &snapshot.experiments,
+                keys.token,
+                now,
+                ConsentState::Unknown,
+            )
+            .map_err(|r| format!("beacon refused: {}", r.reason))?;
+            queue.push(accepted.event);
+        }
+        if visitor % args.batch == 0 || visitor == args.visitors {
+            aggregate(&mut posteriors, &mut join, &queue, &snapshot, now, logs)?;
+            queue.clear();
+        }
+        if CHECKPOINTS.contains(&visitor) {
+            regret_at.push(regret);
+        }
+    }
+    // Let the last windows close so every row is written.
+    aggregate(
+        &mut posteriors,
+        &mut join,
+        &[],
+        &snapshot,
+        now + JOIN_WINDOW_SECONDS,
+        logs,
+    )?;
+    Ok(Outcome {
+        regret_at,
+        fallbacks,
+    })
+}
+
+fn aggregate(
+    posteriors: &mut PosteriorSnapshot,
+    join: &mut TrainingJoin,
+    events: &[stellwerk_core::Event],
+    snapshot: &Snapshot,
+    now: u64,
+    logs: Option<&PathBuf>,
+) -> Result<(), String> {
+    apply_events(posteriors, events, snapshot, now);
+    let rows = join_training(join, events, snapshot, now, JOIN_WINDOW_SECONDS);
+    learn_linear(posteriors, &rows, snapshot, now);
+    if let Some(dir) = logs {
+        for batch in training_batches(&rows) {
+            let path = dir.join(&batch.key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            std::fs::File::create(&path)
+                .and_then(|mut f| f.write_all(batch.body.as_bytes()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn load_model(manifest_path: &PathBuf) -> Result<Model, String> {
+    let manifest_bytes =
+        std::fs::read(manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let manifest = ModelManifest::parse(&manifest_bytes)
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let onnx = manifest_path.with_file_name(format!("{}.onnx", manifest.name));
+    let bytes = std::fs::read(&onnx).map_err(|e| format!("{}: {e}", onnx.display()))?;
+    Model::load(manifest, &bytes).map_err(|e| format!("{}: {e}", onnx.display()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
