@@ -48,6 +48,11 @@ scripts/build-worker.sh --tools-only
 # Worker's training logs): models/.venv with the pinned requirements, created once.
 if [[ ! -x models/.venv/bin/python ]]; then
   python="$(command -v python3.11 || command -v python3)"
+  if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+    log "apt-get install python3-venv"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
   log "python venv models/.venv ($python)"
   "$python" -m venv models/.venv
   models/.venv/bin/pip install --quiet --disable-pip-version-check -r models/requirements.txt
