@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use stellwerk_core::{
-    ArmDistribution, Estimate, IntervalMethod, LoggedRow, OpeReport, PosteriorSnapshot, ScoredRows,
-    Snapshot, SnapshotPolicy, UniformPolicy, cross_fitted_means, evaluate, score_rows,
+    ArmDistribution, Estimate, IntervalMethod, OpeReport, PosteriorSnapshot, ScoredRows, Snapshot,
+    SnapshotPolicy, TrainingRow, UniformPolicy, cross_fitted_means, evaluate, score_rows,
 };
 
 #[derive(clap::Args)]
@@ -131,7 +131,7 @@ impl Candidate {
             .map_err(|e| format!("{spec}: not a snapshot, and not a distribution: {e}"))
     }
 
-    fn score(&self, rows: &[LoggedRow], q_hat: Option<&[Vec<f64>]>) -> ScoredRows {
+    fn score(&self, rows: &[TrainingRow], q_hat: Option<&[Vec<f64>]>) -> ScoredRows {
         match self {
             Self::Uniform => score_rows(rows, &UniformPolicy, q_hat),
             Self::Distribution(distribution) => score_rows(rows, distribution, q_hat),
@@ -148,7 +148,7 @@ fn reward_model_label(args: &OpeArgs) -> String {
     }
 }
 
-fn only_experiment(rows: &[LoggedRow]) -> Result<String, String> {
+fn only_experiment(rows: &[TrainingRow]) -> Result<String, String> {
     let mut keys: Vec<&str> = rows.iter().map(|r| r.experiment.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -164,7 +164,7 @@ fn only_experiment(rows: &[LoggedRow]) -> Result<String, String> {
 
 /// Every row of a file, or of every `*.ndjson`/`*.jsonl` file under a folder (sorted by path);
 /// a malformed line is an error naming its file and line.
-fn read_rows(path: &Path) -> Result<Vec<LoggedRow>, String> {
+fn read_rows(path: &Path) -> Result<Vec<TrainingRow>, String> {
     let mut files = Vec::new();
     collect_files(path, &mut files)?;
     files.sort();
@@ -175,7 +175,7 @@ fn read_rows(path: &Path) -> Result<Vec<LoggedRow>, String> {
             if line.trim().is_empty() {
                 continue;
             }
-            let row: LoggedRow = serde_json::from_str(line)
+            let row: TrainingRow = serde_json::from_str(line)
                 .map_err(|e| format!("{}:{}: {e}", file.display(), i + 1))?;
             rows.push(row);
         }

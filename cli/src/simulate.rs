@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use stellwerk_core::{
     ConsentState, DecideInput, Keys, LoadedModel, Model, ModelManifest, PlatformFacts,
-    PosteriorSnapshot, RequestFacts, Snapshot, TrainingJoin, accept_feedback, apply_events, decide,
-    device_class, join_training, learn_linear, training_batches,
+    PosteriorSnapshot, RequestFacts, Snapshot, SplitMix64, TrainingJoin, accept_feedback,
+    apply_events, decide, device_class, join_training, learn_linear, training_batches,
 };
 
 #[derive(clap::Args)]
@@ -84,28 +84,12 @@ const SCENARIOS: [Scenario; 2] = [
     },
 ];
 
-/// SplitMix64: tiny, seedable, and enough for drawing visitors.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn bytes(&mut self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.next_u64().to_le_bytes());
-        out[8..].copy_from_slice(&self.next_u64().to_le_bytes());
-        out
-    }
+/// 16 random bytes (unit ids, the decision's randomness) from the seeded generator.
+fn random_bytes(rng: &mut SplitMix64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    out[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    out
 }
 
 struct PolicyUnderTest {
@@ -234,7 +218,7 @@ fn simulate(
         token: b"simulation-token-key",
         unit: b"simulation-unit-key",
     };
-    let mut rng = Rng(args.seed);
+    let mut rng = SplitMix64(args.seed);
     let mut posteriors = PosteriorSnapshot::default();
     let mut join = TrainingJoin::default();
     let mut queue = Vec::new();
@@ -260,7 +244,7 @@ fn simulate(
             ("accept".to_owned(), "text/html".to_owned()),
         ];
         if returning {
-            let cookie = hex(&rng.bytes());
+            let cookie = hex(&random_bytes(&mut rng));
             headers.push(("cookie".to_owned(), format!("stellwerk_id={cookie}")));
         }
         let facts = RequestFacts {
@@ -274,7 +258,7 @@ fn simulate(
             posteriors: &posteriors,
             facts: &facts,
             keys,
-            random: rng.bytes(),
+            random: random_bytes(&mut rng),
             now,
             models: &loaded,
         });

@@ -83,8 +83,8 @@ pub use model::{
     canary_serves_candidate,
 };
 pub use ope::{
-    ArmDistribution, Diagnostics, Estimate, IntervalMethod, LoggedRow, OpeReport, ScoredRow,
-    ScoredRows, SnapshotPolicy, TargetPolicy, UniformPolicy, cross_fitted_means, evaluate,
+    ArmDistribution, Diagnostics, Estimate, IntervalMethod, OpeReport, ScoredRow, ScoredRows,
+    SnapshotPolicy, SplitMix64, TargetPolicy, UniformPolicy, cross_fitted_means, evaluate,
     normal_quantile, score_rows,
 };
 pub use request::{

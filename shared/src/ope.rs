@@ -19,48 +19,28 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::aggregate::PosteriorSnapshot;
 use crate::decide::probabilities_for;
 use crate::snapshot::{ExperimentStatus, Snapshot};
+use crate::training::TrainingRow;
 
 /// How far a candidate's probabilities over a row's arms may sum away from 1.
 const SUM_TOLERANCE: f64 = 1e-6;
-
-/// One logged decision joined with its reward: a line of the training-row NDJSON logs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoggedRow {
-    pub decision: String,
-    pub ts: u64,
-    pub experiment: String,
-    #[serde(default)]
-    pub context: Map<String, Value>,
-    /// The arms the policy chose from, in the experiment's order.
-    pub arms: Vec<String>,
-    /// The arm shown.
-    pub arm: String,
-    /// The probability the logging policy showed `arm` with.
-    pub propensity: f64,
-    pub reward: f64,
-    pub policy: String,
-    pub snapshot: String,
-    #[serde(default)]
-    pub model: Option<String>,
-}
 
 /// A candidate policy: its probability of each of a row's arms (`row.arms` order), or why it
 /// has none for this row. Contextual policies (an ONNX reward model plus exploration) plug in
 /// here by reading `row.context`.
 pub trait TargetPolicy {
-    fn distribution(&self, row: &LoggedRow) -> Result<Vec<f64>, String>;
+    fn distribution(&self, row: &TrainingRow) -> Result<Vec<f64>, String>;
 }
 
 /// Every arm equally likely.
 pub struct UniformPolicy;
 
 impl TargetPolicy for UniformPolicy {
-    fn distribution(&self, row: &LoggedRow) -> Result<Vec<f64>, String> {
+    fn distribution(&self, row: &TrainingRow) -> Result<Vec<f64>, String> {
         if row.arms.is_empty() {
             return Err("row has no arms".into());
         }
@@ -101,7 +81,7 @@ impl SnapshotPolicy {
 }
 
 impl TargetPolicy for SnapshotPolicy {
-    fn distribution(&self, row: &LoggedRow) -> Result<Vec<f64>, String> {
+    fn distribution(&self, row: &TrainingRow) -> Result<Vec<f64>, String> {
         let by_arm = self.by_experiment.get(&row.experiment).ok_or_else(|| {
             format!(
                 "experiment {} is not running (nor stopped with a winner) in the snapshot",
@@ -150,7 +130,7 @@ impl ArmDistribution {
 }
 
 impl TargetPolicy for ArmDistribution {
-    fn distribution(&self, row: &LoggedRow) -> Result<Vec<f64>, String> {
+    fn distribution(&self, row: &TrainingRow) -> Result<Vec<f64>, String> {
         let table = match (&self.by, &self.arms) {
             (Some(feature), _) => {
                 let cell = cell_key(&row.context, feature)
@@ -167,7 +147,7 @@ impl TargetPolicy for ArmDistribution {
 }
 
 /// The value of a context feature as a cell key: strings as they are, anything else as JSON.
-pub fn cell_key(context: &Map<String, Value>, feature: &str) -> Option<String> {
+pub fn cell_key(context: &BTreeMap<String, Value>, feature: &str) -> Option<String> {
     match context.get(feature)? {
         Value::String(s) => Some(s.clone()),
         Value::Null => None,
@@ -177,7 +157,7 @@ pub fn cell_key(context: &Map<String, Value>, feature: &str) -> Option<String> {
 
 /// Puts a per-arm table in the row's arm order; the candidate must spend all of its mass on the
 /// arms the row was chosen from.
-fn on_row_arms(by_arm: &BTreeMap<String, f64>, row: &LoggedRow) -> Result<Vec<f64>, String> {
+fn on_row_arms(by_arm: &BTreeMap<String, f64>, row: &TrainingRow) -> Result<Vec<f64>, String> {
     let probabilities: Vec<f64> = row
         .arms
         .iter()
@@ -228,7 +208,7 @@ pub struct ScoredRows {
 /// divide by zero), its propensity or reward is not a finite number in range, its arm is not
 /// among its arms, or the candidate has no distribution for it.
 pub fn score_rows(
-    rows: &[LoggedRow],
+    rows: &[TrainingRow],
     policy: &dyn TargetPolicy,
     q_hat: Option<&[Vec<f64>]>,
 ) -> ScoredRows {
@@ -244,7 +224,7 @@ pub fn score_rows(
 }
 
 fn score_row(
-    row: &LoggedRow,
+    row: &TrainingRow,
     policy: &dyn TargetPolicy,
     q_hat: Option<Option<&Vec<f64>>>,
 ) -> Result<ScoredRow, String> {
@@ -287,9 +267,9 @@ fn score_row(
 /// scores itself. A cell with no rows in the other folds falls back to that arm's mean over all
 /// cells, then to the other folds' overall mean (0 when they are empty). `folds < 2` fits on
 /// all rows (no cross-fitting).
-pub fn cross_fitted_means(rows: &[LoggedRow], folds: usize, by: Option<&str>) -> Vec<Vec<f64>> {
+pub fn cross_fitted_means(rows: &[TrainingRow], folds: usize, by: Option<&str>) -> Vec<Vec<f64>> {
     let folds = folds.max(1);
-    let cell_of = |row: &LoggedRow| by.and_then(|f| cell_key(&row.context, f));
+    let cell_of = |row: &TrainingRow| by.and_then(|f| cell_key(&row.context, f));
     // (sum, count) per fold for every (arm, cell), every arm, and overall.
     let mut per_cell: BTreeMap<(&str, Option<String>), Vec<SumCount>> = BTreeMap::new();
     let mut per_arm: BTreeMap<&str, Vec<SumCount>> = BTreeMap::new();
@@ -343,7 +323,7 @@ pub fn cross_fitted_means(rows: &[LoggedRow], folds: usize, by: Option<&str>) ->
 /// A sum of rewards and how many rows it adds up.
 type SumCount = (f64, f64);
 
-fn usable_for_fit(row: &LoggedRow) -> bool {
+fn usable_for_fit(row: &TrainingRow) -> bool {
     row.reward.is_finite() && row.arms.contains(&row.arm)
 }
 
@@ -571,11 +551,12 @@ pub fn normal_quantile(p: f64) -> f64 {
     0.5 * (low + high)
 }
 
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, fully specified generator for resampling.
-struct SplitMix64(u64);
+/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, fully specified seeded generator, for the
+/// bootstrap here and the CLI's simulations (the same seed gives the same run everywhere).
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -584,8 +565,13 @@ impl SplitMix64 {
     }
 
     /// Uniform index below `n` by multiply-shift (bias below 2⁻³² for any realistic `n`).
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in [0, 1) from the top 53 bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -595,12 +581,12 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    fn row(arms: &[&str], arm: &str, propensity: f64, reward: f64) -> LoggedRow {
-        LoggedRow {
+    fn row(arms: &[&str], arm: &str, propensity: f64, reward: f64) -> TrainingRow {
+        TrainingRow {
             decision: "d".into(),
             ts: 0,
             experiment: "hero".into(),
-            context: Map::new(),
+            context: BTreeMap::new(),
             arms: arms.iter().map(|a| (*a).to_owned()).collect(),
             arm: arm.into(),
             propensity,
@@ -803,7 +789,7 @@ mod tests {
     #[test]
     fn bootstrap_is_seeded_and_brackets_the_estimate() {
         let ab = ["a", "b"];
-        let logs: Vec<LoggedRow> = (0..200)
+        let logs: Vec<TrainingRow> = (0..200)
             .map(|i| row(&ab, ["a", "b"][i % 2], 0.5, f64::from(i % 3 == 0)))
             .collect();
         let scored = score_rows(&logs, &fixed(&[("a", 0.8), ("b", 0.2)]), None);
@@ -854,7 +840,7 @@ mod tests {
             let p: Vec<f64> = weights.iter().map(|w| w / total).collect();
             let names: Vec<String> = (0..p.len()).map(|i| format!("arm{i}")).collect();
             let arms: Vec<&str> = names.iter().map(String::as_str).collect();
-            let logs: Vec<LoggedRow> = draws
+            let logs: Vec<TrainingRow> = draws
                 .iter()
                 .map(|&(a, r)| row(&arms, arms[a], p[a], r))
                 .collect();
@@ -879,7 +865,7 @@ mod tests {
             let n: usize = counts.iter().sum();
             let names: Vec<String> = (0..k).map(|i| format!("arm{i}")).collect();
             let arms: Vec<&str> = names.iter().map(String::as_str).collect();
-            let logs: Vec<LoggedRow> = (0..k)
+            let logs: Vec<TrainingRow> = (0..k)
                 .flat_map(|i| std::iter::repeat_n(i, counts[i]))
                 .map(|i| row(&arms, arms[i], counts[i] as f64 / n as f64, rewards[i]))
                 .collect();
