@@ -35,7 +35,8 @@ const snapshot = (version, minVersion) => ({
       { key: 'c', mutations: [{ selector: '.hero h1', action: 'set_text', value: 'Offer C' }] },
     ],
   }],
-  fraud: { mode: 'monitor' },
+  // The test clicks at machine speed; a human-speed floor would (rightly) quarantine every click.
+  fraud: { mode: 'monitor', minClickSeconds: 0 },
   feedback: { attributionWindowSeconds: 3600, routes: [{ destinations: ['bandit'] }] },
 });
 

@@ -172,6 +172,8 @@ describe('Stellwerk Worker in wrangler dev', { timeout: 300_000 }, () => {
     const response = await get('/', cookie(id));
     const arm = response.headers.get('x-stellwerk').match(/hero=(\w+)/)[1];
     const before = (await health()).posteriors.experiments.hero?.arms?.[arm] ?? { exposures: 0, rewards: 0 };
+    // At a person's pace: a click within fraud.minClickSeconds (default 1 s) of its page is quarantined.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
     assert.equal((await beacon(JSON.stringify({ token: tokenOf(await response.text()), type: 'click' }))).status, 202);
     const moved = await waitFor(async () => {
       const stats = (await health()).posteriors.experiments.hero?.arms?.[arm];
