@@ -25,6 +25,8 @@ const BOT = { 'user-agent': 'python-requests/2.32.3', accept: '*/*' };
 
 let window = { control: 0, benefit: 0, urgency: 0 };
 const totals = { visits: 0, clicks: 0, blocked: 0 };
+const pendingClicks = new Set();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function visit() {
   if (Math.random() < botShare) {
@@ -43,12 +45,18 @@ async function visit() {
   window[arm] = (window[arm] ?? 0) + 1;
   if (Math.random() < (CLICK_RATE[arm] ?? 0)) {
     const decision = JSON.parse(page[1]).experiments.find((e) => e.experiment === 'hero-headline');
-    const beacon = await fetch(`${url}/_stellwerk/feedback`, {
-      method: 'POST',
-      headers: { ...BROWSER, 'content-type': 'application/json' },
-      body: JSON.stringify({ token: decision.token, type: 'click' }),
-    });
-    if (beacon.status === 202) totals.clicks++;
+    // People read before they click (the gate quarantines clicks within fraud.minClickSeconds of
+    // the page); the visitor loop goes on meanwhile.
+    const click = sleep(1_200 + Math.random() * 1_800)
+      .then(() => fetch(`${url}/_stellwerk/feedback`, {
+        method: 'POST',
+        headers: { ...BROWSER, 'content-type': 'application/json' },
+        body: JSON.stringify({ token: decision.token, type: 'click' }),
+      }))
+      .then((beacon) => { if (beacon.status === 202) totals.clicks++; })
+      .catch((error) => console.error(`click failed: ${error.message}`))
+      .finally(() => pendingClicks.delete(click));
+    pendingClicks.add(click);
   }
 }
 
@@ -77,4 +85,5 @@ await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     }
   }
 }));
+await Promise.all(pendingClicks);
 await report();

@@ -114,6 +114,8 @@ test('feedback round trip: accepted once, duplicate refused, forgeries rejected'
     method: 'POST', headers: { 'user-agent': UA, 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
   const before = streamLength();
+  // At a person's pace: a click within fraud.minClickSeconds (default 1 s) of its page is quarantined.
+  await new Promise((resolve) => setTimeout(resolve, 1_100));
   const first = await post({ token, type: 'click' });
   assert.equal(first.status, 202);
   const accepted = await first.json();
