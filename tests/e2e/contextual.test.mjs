@@ -116,7 +116,7 @@ describe('contextual experiment in wrangler dev', { timeout: 300_000 }, () => {
     const top = (counts) => Object.entries(counts).sort((x, y) => y[1] - x[1])[0][0];
     assert.deepEqual([top(arms.mobile), top(arms.desktop), top(arms.tablet)], ['a', 'b', 'c'], JSON.stringify(arms));
     assert.match(decisions.find((d) => d.arm === 'b').html, /<h1>Offer B<\/h1>/);
-    const fallbacks = (await health()).fallbacks ?? {};
+    const fallbacks = (await health()).instance.fallbacks ?? {};
     assert.ok(!Object.keys(fallbacks).some((k) => k.startsWith('contextual_')), JSON.stringify(fallbacks));
   });
 
@@ -159,7 +159,7 @@ describe('contextual experiment in wrangler dev', { timeout: 300_000 }, () => {
     assert.equal(pushed.status, 200, await pushed.text());
     await waitFor(async () => (await health()).snapshot === 'ctx-2', { what: 'snapshot ctx-2' });
     await visit('desktop');
-    await waitFor(async () => ((await health()).fallbacks?.contextual_model_outdated ?? 0) >= 1, { what: 'the outdated-model fallback' });
+    await waitFor(async () => ((await health()).instance.fallbacks?.contextual_model_outdated ?? 0) >= 1, { what: 'the outdated-model fallback' });
 
     const objects = store(snapshot('ctx-2', '1.1.0'), path.join(work, 'model'), '1.1.0');
     for (const [key, body] of Object.entries(objects)) {
@@ -170,10 +170,10 @@ describe('contextual experiment in wrangler dev', { timeout: 300_000 }, () => {
     assert.deepEqual(sync.refusals, []);
     await waitFor(async () => (await health()).models?.reward?.stable === '1.1.0', { what: 'reward 1.1.0 active' });
 
-    const outdated = (await health()).fallbacks?.contextual_model_outdated ?? 0;
+    const outdated = (await health()).instance.fallbacks?.contextual_model_outdated ?? 0;
     for (let i = 0; i < 4; i++) await visit('mobile');
     const after = await health();
-    assert.equal(after.fallbacks?.contextual_model_outdated ?? 0, outdated, 'no more fallbacks once 1.1.0 serves');
+    assert.equal(after.instance.fallbacks?.contextual_model_outdated ?? 0, outdated, 'no more fallbacks once 1.1.0 serves');
     const used = await waitFor(async () => {
       await visit('tablet');
       const found = rowsInLocalR2(stack.persistTo).filter((r) => r.model === 'reward@1.1.0');
