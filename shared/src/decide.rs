@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aggregate::PosteriorSnapshot;
 use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
-use crate::contextual::{contextual_choice, reward_model_names};
+use crate::contextual::{LOGGED_CONTEXT_KEYS, contextual_choice, reward_model_names};
 use crate::event::{ConsentState, Event, EventKind};
 use crate::flags::{FlagResolution, evaluate_rule, is_truthy};
 use crate::gate::{GateAction, GateVerdict, fraud_model, gate};
@@ -481,18 +481,10 @@ fn decision_id(input: &DecideInput<'_>, experiment: &str) -> String {
 
 /// The context features an event may carry: coarse, and never an IP or a raw id.
 fn logged_context(context: &Value) -> BTreeMap<String, Value> {
-    [
-        "path",
-        "device",
-        "country",
-        "language",
-        "referrerClass",
-        "returning",
-        "hourOfWeek",
-    ]
-    .iter()
-    .filter_map(|k| context.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-    .collect()
+    LOGGED_CONTEXT_KEYS
+        .iter()
+        .filter_map(|k| context.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect()
 }
 
 fn exposure_event(
