@@ -519,16 +519,7 @@ mod tests {
                         assert_eq!(out["rejected"]["error"], expect["code"], "{at}");
                     }
                 },
-                "contextual" => {
-                    let tolerance = v["tolerance"].as_f64().unwrap();
-                    let want = expect.as_array().unwrap();
-                    let got = out["probabilities"].as_array().unwrap();
-                    assert_eq!(got.len(), want.len(), "{at}");
-                    for (g, w) in got.iter().zip(want) {
-                        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-                        assert!((g - w).abs() <= tolerance, "{at}: {got:?} vs {want:?}");
-                    }
-                }
+                "contextual" => assert_probabilities(&v, expect, &out, &at),
                 "bandit" => match v.get("chooseArm") {
                     Some(cases) => {
                         for (i, case) in cases.as_array().unwrap().iter().enumerate() {
@@ -537,16 +528,7 @@ mod tests {
                             }
                         }
                     }
-                    None => {
-                        let tolerance = v["tolerance"].as_f64().unwrap();
-                        let want = expect.as_array().unwrap();
-                        let got = out["probabilities"].as_array().unwrap();
-                        assert_eq!(got.len(), want.len(), "{at}");
-                        for (g, w) in got.iter().zip(want) {
-                            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-                            assert!((g - w).abs() <= tolerance, "{at}: {got:?} vs {want:?}");
-                        }
-                    }
+                    None => assert_probabilities(&v, expect, &out, &at),
                 },
                 "aggregate" => {
                     assert_eq!(out["reports"], expect["reports"], "{at}");
@@ -599,6 +581,18 @@ mod tests {
                 }
                 other => panic!("no expectations checked for kind {other}"),
             }
+        }
+    }
+
+    /// `out.probabilities` equals the vector's expected list within its `tolerance`.
+    fn assert_probabilities(v: &Value, expect: &Value, out: &Value, at: &str) {
+        let tolerance = v["tolerance"].as_f64().unwrap();
+        let want = expect.as_array().unwrap();
+        let got = out["probabilities"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{at}");
+        for (g, w) in got.iter().zip(want) {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!((g - w).abs() <= tolerance, "{at}: {got:?} vs {want:?}");
         }
     }
 
