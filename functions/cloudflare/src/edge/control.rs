@@ -104,14 +104,7 @@ async fn beacon(req: &mut Request, env: &Env, ctx: &Context, now_ms: f64) -> Res
     let now = (now_ms / 1000.0) as u64;
     // The beacon's request is scored by the fraud model as pages are.
     let models = isolate::models(env, &state.pointers).await;
-    let loaded: Vec<LoadedModel<'_>> = models
-        .iter()
-        .map(|m| LoadedModel {
-            name: &m.name,
-            stable: &m.stable,
-            candidate: m.candidate.as_deref(),
-        })
-        .collect();
+    let loaded: Vec<LoadedModel<'_>> = models.iter().map(isolate::IsolateModel::loaded).collect();
     let accepted = match feedback_scored(
         &body,
         snapshot,

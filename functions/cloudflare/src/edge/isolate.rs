@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use stellwerk_core::{
-    ActivePointers, EdgeCounters, Model, PosteriorSnapshot, Snapshot, sha256_hex,
+    ActivePointers, EdgeCounters, LoadedModel, Model, PosteriorSnapshot, Snapshot, sha256_hex,
 };
 use worker::{Env, Result, console_error, console_warn};
 
@@ -27,6 +27,17 @@ pub struct IsolateModel {
     pub name: String,
     pub stable: Rc<Model>,
     pub candidate: Option<Rc<Model>>,
+}
+
+impl IsolateModel {
+    /// The model as the core's `decide`/`feedback_scored` take it.
+    pub fn loaded(&self) -> LoadedModel<'_> {
+        LoadedModel {
+            name: &self.name,
+            stable: &self.stable,
+            candidate: self.candidate.as_deref(),
+        }
+    }
 }
 
 thread_local! {

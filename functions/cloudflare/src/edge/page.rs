@@ -149,14 +149,7 @@ async fn decide_for(
     };
     let facts = request_facts(req).map_err(|e| format!("request: {e}"))?;
     let models = isolate::models(env, &state.pointers).await;
-    let loaded: Vec<LoadedModel<'_>> = models
-        .iter()
-        .map(|m| LoadedModel {
-            name: &m.name,
-            stable: &m.stable,
-            candidate: m.candidate.as_deref(),
-        })
-        .collect();
+    let loaded: Vec<LoadedModel<'_>> = models.iter().map(isolate::IsolateModel::loaded).collect();
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|e| format!("randomness: {e}"))?;
     let (token_key, unit_key) = (
