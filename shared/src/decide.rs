@@ -256,7 +256,7 @@ pub fn decide(input: &DecideInput<'_>) -> PageDecision {
     decision
 }
 
-/// Runs every loaded model on the context; each score joins it as `model.<name>` (the last value
+/// Runs every loaded model some rule reads on the context; each score joins it as `model.<name>` (the last value
 /// of the model's outputs: the positive class of a binary classifier, or a regressor's value).
 fn score_models(
     input: &DecideInput<'_>,
@@ -270,7 +270,8 @@ fn score_models(
     let fraud_model = input.snapshot.fraud.model.as_deref();
     let reward_models: Vec<&str> = reward_model_names(input.snapshot).collect();
     for loaded in input.models.iter().filter(|m| Some(m.name) != fraud_model) {
-        if reward_models.contains(&loaded.name) {
+        // A score no rule reads would cost a model run on every page for nothing.
+        if reward_models.contains(&loaded.name) || !input.snapshot.reads_model(loaded.name) {
             continue;
         }
         let model = unit.map_or(loaded.stable, |u| loaded.for_unit(u));

@@ -45,6 +45,10 @@ pub struct Snapshot {
     /// Parsed `flags`, kept beside the raw document so evaluation never re-parses.
     #[serde(skip)]
     pub flag_set: FlagSet,
+    /// Every string in the document that may name a model score in the context (`model`,
+    /// `model.<name>…`): a page runs only the models some rule can read.
+    #[serde(skip)]
+    pub model_reads: Vec<String>,
 }
 
 fn empty_flags() -> Value {
@@ -383,6 +387,21 @@ pub struct ModelRequirement {
 }
 
 impl Snapshot {
+    /// Whether any rule may read model `name`'s score. Conservative: a rule that builds the
+    /// variable name (`{"cat": ["model.", …]}`) or reads all of `model` counts as reading it.
+    pub fn reads_model(&self, name: &str) -> bool {
+        self.model_reads.iter().any(|read| {
+            let rest = read.strip_prefix("model").unwrap_or_default();
+            let Some(rest) = rest.strip_prefix('.') else {
+                return rest.is_empty();
+            };
+            name.starts_with(rest)
+                || rest
+                    .strip_prefix(name)
+                    .is_some_and(|tail| tail.starts_with('.'))
+        })
+    }
+
     /// Parses and validates a snapshot; on refusal lists every problem found.
     pub fn parse(bytes: &[u8]) -> Result<Snapshot, Invalid> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
@@ -396,6 +415,8 @@ impl Snapshot {
 
     pub fn from_value(value: Value) -> Result<Snapshot, Invalid> {
         let mut issues = Issues::new();
+        let mut model_reads = Vec::new();
+        collect_model_reads(&value, &mut model_reads);
         let mut snapshot: Snapshot = match serde_json::from_value(value) {
             Ok(s) => s,
             Err(e) => {
@@ -403,6 +424,7 @@ impl Snapshot {
                 return Err(Invalid(issues.into_vec()));
             }
         };
+        snapshot.model_reads = model_reads;
         if snapshot.schema != SNAPSHOT_SCHEMA {
             issues.push(
                 "schema",
@@ -671,4 +693,16 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 /// An empty pattern list matches every path.
 pub fn paths_match(patterns: &[String], path: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| path_matches(p, path))
+}
+
+/// Collects the string values (not keys) that start with `model`: the only way a JsonLogic rule
+/// or a feature spec can name a model's score. Mutation text may match too, which only means a
+/// model runs that need not have.
+fn collect_model_reads(value: &Value, reads: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.starts_with("model") => reads.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| collect_model_reads(v, reads)),
+        Value::Object(fields) => fields.values().for_each(|v| collect_model_reads(v, reads)),
+        _ => {}
+    }
 }

@@ -442,3 +442,59 @@ fn model_scores_feed_targeting_and_a_canary_serves_its_share() {
     let without = run(&s, &empty, &visit(Some(&unit(1)), &[]), 1, NOW);
     assert!(without.assignments.is_empty());
 }
+
+#[test]
+fn a_model_no_rule_reads_is_not_run() {
+    let model = demo_model("1", 0.0);
+    let models = [stellwerk_core::LoadedModel {
+        name: "ctr",
+        stable: &model,
+        candidate: None,
+    }];
+    let empty = PosteriorSnapshot::default();
+    let facts = visit(Some(&unit(1)), &[]);
+    let decide_with = |s: &Snapshot| {
+        decide(&DecideInput {
+            snapshot: s,
+            posteriors: &empty,
+            facts: &facts,
+            keys: Keys {
+                token: KEY,
+                unit: UNIT_KEY,
+            },
+            random: [1; 16],
+            now: NOW,
+            models: &models,
+        })
+    };
+    let unread = snapshot(json!([{ "key": "plain", "arms": [{ "key": "only" }] }]));
+    assert!(!unread.reads_model("ctr"));
+    assert!(!decide_with(&unread).models.contains_key("ctr"));
+
+    // Reading the score by name, or building the name inside the rule, runs the model.
+    for rule in [
+        json!({ "<": [{ "var": "model.ctr" }, 2] }),
+        json!({ "<": [{ "var": { "cat": ["model.", "c", "tr"] } }, 2] }),
+        json!({ "!=": [{ "var": "model" }, null] }),
+    ] {
+        let read =
+            snapshot(json!([{ "key": "scored", "targeting": rule, "arms": [{ "key": "only" }] }]));
+        assert!(read.reads_model("ctr"), "{rule}");
+        let decision = decide_with(&read);
+        assert_eq!(
+            decision.models.get("ctr").map(String::as_str),
+            Some("1"),
+            "{rule}"
+        );
+        assert_eq!(
+            arm_of(&decision, "scored").as_deref(),
+            Some("only"),
+            "{rule}"
+        );
+    }
+    // Another model's name is not a read of this one.
+    let other = snapshot(
+        json!([{ "key": "s", "targeting": { "<": [{ "var": "model.ctr2" }, 2] }, "arms": [{ "key": "only" }] }]),
+    );
+    assert!(!other.reads_model("ctr"));
+}

@@ -152,7 +152,6 @@ describe('fraud gate with the trained model in wrangler dev', { timeout: 300_000
     const page = await send('/', { headers: { ...BROWSER, cookie: `stellwerk_id=${unit()}` } });
     assert.equal(page.status, 200);
     assert.equal(page.headers['x-stellwerk-gate'], undefined);
-    // The demo store's ctr-mlp is active too, so it is listed beside the fraud model.
     const served = page.headers['x-stellwerk'].split(', ');
     assert.ok(served.some((entry) => /^hero=\w+$/.test(entry)), page.headers['x-stellwerk']);
     assert.ok(served.includes(`model:${name}=${version}`), page.headers['x-stellwerk']);

@@ -29,6 +29,11 @@ const SNAPSHOT = {
       state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'off',
       targeting: { if: [{ '==': [{ var: 'query.banner' }, '1'] }, 'on', null] },
     },
+    // Reads the ctr-mlp score, so pages run the model (a model no rule reads is not run).
+    'likely-clicker': {
+      state: 'ENABLED', variants: { yes: true, no: false }, defaultVariant: 'no',
+      targeting: { if: [{ '>': [{ var: 'model.ctr-mlp' }, 0.5] }, 'yes', null] },
+    },
   } },
   flagEffects: [{ flag: 'banner', variants: { on: [{ selector: 'body', action: 'prepend', value: '<div id="banner">Winter sale</div>' }] } }],
   experiments: [{
