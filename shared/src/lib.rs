@@ -11,6 +11,7 @@
 //! `functions/` perform the effects. Given the same inputs it returns the same outputs on every
 //! edge.
 
+mod access;
 mod admin_api;
 mod admin_auth;
 mod aggregate;
@@ -37,11 +38,14 @@ mod token;
 mod training;
 mod validate;
 
+pub use access::{
+    ACCESS_JWT_HEADER, AccessAssertion, AccessConfig, check_access_token, signing_key,
+};
 pub use admin_api::{
     ADMIN_API_PREFIX, AUDIT_PREFIX, AdminCall, AuditEntry, CREDIBLE_LEVEL, Change, EditOutcome,
     ExperimentChange, FlagChange, MODELS_PREFIX, RollbackOutcome, SnapshotEdit, admin_call,
     apply_edit, credible_interval, etag, expected_version, experiment_report, experiments_view,
-    flags_view, models_view, next_version, rollback_model, view, write_accepted,
+    flags_view, models_view, next_version, rollback_model, stale_version, view, write_accepted,
 };
 pub use admin_auth::{
     CONSOLE_PATH, SESSION_COOKIE, SESSION_SECONDS, admin_identity, login_accepted, session_cookie,

@@ -18,6 +18,11 @@ pub mod vars {
     pub const SNAPSHOT_TTL_MS: &str = "SNAPSHOT_TTL_MS";
     /// How long an exposure waits for feedback before it is written as a training row, in seconds.
     pub const TRAINING_JOIN_SECONDS: &str = "TRAINING_JOIN_SECONDS";
+    /// Cloudflare Access team domain (`https://<team>.cloudflareaccess.com`); with
+    /// [`ACCESS_AUD`] set too, a valid Access token opens the console.
+    pub const ACCESS_TEAM_DOMAIN: &str = "ACCESS_TEAM_DOMAIN";
+    /// The Access application's audience tag.
+    pub const ACCESS_AUD: &str = "ACCESS_AUD";
 }
 
 /// Secrets (`wrangler secret put`; `.dev.vars` locally).
