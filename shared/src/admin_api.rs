@@ -351,17 +351,22 @@ fn check_version(expected: Option<&str>, current: &str) -> Result<(), EdgeRespon
             "version_required",
             "send the version you edited in If-Match (GET it first)",
         )),
-        Some(v) if v != current => Err(EdgeResponse::json(
-            409,
-            json!({
-                "error": "stale_version",
-                "reason": format!("the snapshot changed: you edited {v:?}, the active version is {current:?}"),
-                "current": current,
-            })
-            .to_string(),
-        )),
+        Some(v) if v != current => Err(stale_version(v, current)),
         Some(_) => Ok(()),
     }
+}
+
+/// 409: the edit was made on `edited`, but `current` is (or just became) the active version.
+pub fn stale_version(edited: &str, current: &str) -> EdgeResponse {
+    EdgeResponse::json(
+        409,
+        json!({
+            "error": "stale_version",
+            "reason": format!("the snapshot changed: you edited {edited:?}, the active version is {current:?}"),
+            "current": current,
+        })
+        .to_string(),
+    )
 }
 
 /// 422 with every `path: reason`, the shape `PUT /_stellwerk/admin/snapshot` answers with.

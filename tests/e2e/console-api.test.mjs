@@ -1,10 +1,13 @@
 // The console's JSON admin API over HTTP in wrangler dev (workerd, local KV and R2): no
 // credentials → 401 for everything, stale versions → 409, invalid edits → 422 with `path: reason`,
-// an audit entry in R2 for every accepted write, session login, model rollback, and the CLI
+// an audit entry in R2 for every accepted write, session login, Cloudflare Access tokens
+// (RS256, keys from the team domain's certs URL), model rollback, and the CLI
 // (`stellwerk flags set`, `experiment`, `push`) against the same edge.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createSign, generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,6 +23,36 @@ const BROWSER = {
 };
 const EXAMPLE = JSON.parse(readFileSync(path.join(ROOT, 'examples/snapshot.json'), 'utf8'));
 const CLI = path.join(ROOT, 'target', 'debug', 'stellwerk');
+const ACCESS_AUD = 'e2e0c0ffee5e11e7a0d1e2e0c0ffee5e11e7a0d1';
+
+// Stands in for the Access team domain, which this machine cannot reach: it serves the JWKS at
+// the path Access publishes it, and signs tokens with the matching private key, as Access does.
+async function startAccess() {
+  const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const signer = rsa();
+  const jwks = { keys: [{ ...signer.publicKey.export({ format: 'jwk' }), kid: 'e2e-1', alg: 'RS256', use: 'sig' }] };
+  let certRequests = 0;
+  const server = createServer((req, res) => {
+    if (req.url !== '/cdn-cgi/access/certs') return res.writeHead(404).end();
+    certRequests += 1;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const token = ({ claims = {}, header = {}, key = signer.privateKey } = {}) => {
+    const now = Math.floor(Date.now() / 1000);
+    const input = `${b64({ alg: 'RS256', kid: 'e2e-1', typ: 'JWT', ...header })}.${b64({
+      aud: [ACCESS_AUD], iss: url, iat: now, nbf: now, exp: now + 600, email: 'ada@example.com', ...claims,
+    })}`;
+    return `${input}.${createSign('RSA-SHA256').update(input).sign(key).toString('base64url')}`;
+  };
+  return {
+    url, token, otherKey: rsa().privateKey,
+    certRequests: () => certRequests,
+    stop: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
 
 describe('console admin API in wrangler dev', { timeout: 300_000 }, () => {
   let stack;
@@ -41,14 +74,21 @@ describe('console admin API in wrangler dev', { timeout: 300_000 }, () => {
     cwd: ROOT, encoding: 'utf8', env: { ...process.env, STELLWERK_EDGE: stack.url, STELLWERK_ADMIN_TOKEN: stack.adminToken },
   });
 
+  let access;
+
   before(async () => {
     execFileSync('cargo', ['build', '-q', '-p', 'stellwerk-cli'], { cwd: ROOT, stdio: 'inherit' });
-    stack = await startStack({ r2: demoStore(), vars: { SNAPSHOT_TTL_MS: '200' } });
+    access = await startAccess();
+    stack = await startStack({
+      r2: demoStore(),
+      vars: { SNAPSHOT_TTL_MS: '200', ACCESS_TEAM_DOMAIN: access.url, ACCESS_AUD },
+    });
     assert.deepEqual(stack.pointers.refusals, []);
   });
 
   after(async () => {
     await stack?.stop();
+    await access?.stop();
   });
 
   test('without credentials everything answers 401 and shows nothing', async () => {
@@ -94,6 +134,24 @@ describe('console admin API in wrangler dev', { timeout: 300_000 }, () => {
     assert.equal(missing.status, 428);
     const flags = await (await api('flags')).json();
     assert.equal(flags.flags.find((f) => f.key === 'holiday-banner').state, 'DISABLED', 'refused writes changed nothing');
+  });
+
+  test('edits racing on one version: exactly one wins, the rest get 409', async () => {
+    const base = await version();
+    const racing = await Promise.all([
+      edit('flags/holiday-banner', { state: 'ENABLED' }, { ifMatch: base }),
+      edit('flags/free-shipping-threshold', { defaultVariant: 'low' }, { ifMatch: base }),
+      edit('flags/holiday-banner', { rollout: { on: 40, off: 60 } }, { ifMatch: base }),
+      edit('experiments/grid-layout', { traffic: 0.4 }, { ifMatch: base }),
+      edit('experiments/grid-layout', { traffic: 0.45 }, { ifMatch: base }),
+    ]);
+    const won = racing.filter((r) => r.status === 200);
+    assert.equal(won.length, 1, JSON.stringify(racing.map((r) => r.status)));
+    for (const lost of racing.filter((r) => r.status !== 200)) {
+      assert.equal(lost.status, 409, JSON.stringify(lost.body));
+      assert.equal(lost.body.current, won[0].body.version);
+    }
+    assert.equal(await version(), won[0].body.version);
   });
 
   test('an invalid edit answers 422 with every path: reason and changes nothing', async () => {
@@ -203,6 +261,55 @@ describe('console admin API in wrangler dev', { timeout: 300_000 }, () => {
     assert.equal(body.audit.what, `model ctr-mlp: roll back to ${first}`);
     assert.equal((await health()).models['ctr-mlp'].stable, first);
     assert.equal((await rollback('2.0.0', models.manifestVersion)).status, 409, 'the manifest changed since');
+  });
+
+  test('a Cloudflare Access token opens the console; forged, expired or foreign ones do not', async () => {
+    const withToken = (token, init = {}) => stack.fetch(`${API}flags`, { ...init, headers: { 'cf-access-jwt-assertion': token, ...init.headers } });
+    const valid = await withToken(access.token());
+    assert.equal(valid.status, 200);
+    assert.ok((await valid.json()).flags.length > 0);
+    const fetched = access.certRequests();
+    assert.ok(fetched >= 1, 'the keys came from the team domain');
+    // A key id that is not among keys fetched under 5 s ago is refused without a refetch.
+    const rotated = () => withToken(access.token({ header: { kid: 'rotated' } }));
+    assert.equal((await rotated()).status, 401);
+    assert.equal(access.certRequests(), fetched);
+    const page = await stack.fetch('/_stellwerk/admin/', { headers: { 'cf-access-jwt-assertion': access.token() } });
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /console\.js/);
+    const write = await stack.fetch(`${API}flags/free-shipping-threshold`, {
+      method: 'POST',
+      headers: { 'cf-access-jwt-assertion': access.token(), 'content-type': 'application/json', 'if-match': `"${await version()}"` },
+      body: '{"defaultVariant":"high"}',
+    });
+    assert.equal(write.status, 200);
+    accepted += 1;
+    assert.equal((await write.json()).audit.who, 'access:ada@example.com');
+
+    const now = Math.floor(Date.now() / 1000);
+    const [header, payload, signature] = access.token().split('.');
+    const raised = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url')), email: 'mallory@example.com' })).toString('base64url');
+    for (const [why, token] of [
+      ['signed by another key', access.token({ key: access.otherKey })],
+      ['payload changed after signing', `${header}.${raised}.${signature}`],
+      ['expired', access.token({ claims: { exp: now - 3600, nbf: now - 7200 } })],
+      ['another application', access.token({ claims: { aud: ['someone-else'] } })],
+      ['another issuer', access.token({ claims: { iss: 'https://evil.cloudflareaccess.com' } })],
+      ['alg none', `${Buffer.from('{"alg":"none","kid":"e2e-1"}').toString('base64url')}.${payload}.`],
+      ['garbage', 'not-a-jwt'],
+    ]) {
+      const response = await withToken(token);
+      assert.equal(response.status, 401, why);
+      assert.doesNotMatch(await response.text(), /holiday-banner/, why);
+    }
+    assert.equal(access.certRequests(), fetched, 'keys are cached in the isolate, not fetched per request');
+    // Later, a key id Access has not published yet (a rotation) makes the edge look once more,
+    // then refuse; made-up key ids cannot make every request a fetch.
+    await new Promise((resolve) => setTimeout(resolve, 5_100));
+    assert.equal((await rotated()).status, 401);
+    assert.equal(access.certRequests(), fetched + 1);
+    assert.equal((await rotated()).status, 401);
+    assert.equal(access.certRequests(), fetched + 1);
   });
 
   test('the CLI toggles flags, steers experiments and pushes snapshots through the API', async () => {

@@ -3,19 +3,20 @@
 //! cache) and written back there; every accepted write first leaves its audit entry in R2, one
 //! object per entry, never overwritten.
 //!
-//! KV has no compare-and-swap: the version check catches every stale edit made from a page or
-//! script that read an older version, but two writes racing on the same version at once (at two
-//! locations) could both pass. Serialising them for real needs a Durable Object.
+//! KV has no compare-and-swap: edits claim their version step in R2 first (`ledger`), so of two
+//! writes racing on the same version one gets 409.
 
+use super::access;
 use super::control::edge_response;
 use super::isolate;
+use super::ledger::{self, Claim};
 use crate::bindings::{KV, MODELS, keys, secrets};
 use stellwerk_core::{
     ActivePointers, AdminCall, AuditEntry, Change, ChartLibrary, ConsoleRoute, EdgeResponse,
     MANIFEST_KEY, MODELS_PREFIX, PosteriorSnapshot, Snapshot, admin_call, admin_identity,
     apply_edit, console_page, console_route, expected_version, experiment_report, experiments_view,
-    flags_view, login, logout, models_view, rollback_model, unauthorized, view, whoami,
-    write_accepted,
+    flags_view, login, logout, models_view, rollback_model, stale_version, unauthorized, view,
+    whoami, write_accepted,
 };
 use worker::{Env, Request, Response, Result};
 
@@ -47,12 +48,15 @@ pub async fn handle(mut req: Request, env: &Env, now_ms: f64) -> Result<Response
         _ => {}
     }
     let headers = req.headers();
-    let who = admin_identity(
+    let who = match admin_identity(
         headers.get("authorization")?.as_deref(),
         headers.get("cookie")?.as_deref(),
         &secret,
         now,
-    );
+    ) {
+        Some(who) => Some(who),
+        None => access::identity(&req, env, now_ms).await,
+    };
     if route != ConsoleRoute::Api {
         return edge_response(console_page(route, who.as_deref(), CHART));
     }
@@ -119,6 +123,10 @@ pub async fn handle(mut req: Request, env: &Env, now_ms: f64) -> Result<Response
             let current = env.kv(KV)?.get(keys::SNAPSHOT).bytes().await?;
             match apply_edit(current.as_deref(), if_match.as_deref(), &edit) {
                 Ok(outcome) => {
+                    let (from, to) = (&outcome.change.version_before, &outcome.snapshot.version);
+                    if let Claim::Lost { current } = ledger::claim(env, from, to, now_ms).await? {
+                        return edge_response(stale_version(from, &current));
+                    }
                     let entry = audit(env, &who, now_ms, outcome.change).await?;
                     env.kv(KV)?
                         .put_bytes(keys::SNAPSHOT, &outcome.bytes)?

@@ -189,11 +189,12 @@ async fn conformance(req: &mut Request) -> Result<Response> {
 async fn push_snapshot(req: &mut Request, env: &Env) -> Result<Response> {
     let body = req.bytes().await?;
     let parsed = Snapshot::parse(&body);
-    if parsed.is_ok() {
+    if let Ok(snapshot) = &parsed {
         env.kv(KV)?
             .put_bytes(keys::SNAPSHOT, &body)?
             .execute()
             .await?;
+        super::ledger::record(env, &snapshot.version).await?;
         isolate::invalidate();
     }
     edge_response(snapshot_pushed(&parsed))

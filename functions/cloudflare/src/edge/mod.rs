@@ -1,10 +1,12 @@
 //! The Worker's entry points: `fetch`, `queue` and `scheduled`.
 
+mod access;
 mod console;
 mod constructors;
 mod consumer;
 mod control;
 mod isolate;
+mod ledger;
 mod page;
 mod sync;
 

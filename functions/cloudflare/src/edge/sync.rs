@@ -46,6 +46,9 @@ async fn sync(env: &Env, now_ms: f64) -> Result<()> {
     }
     if let Some(snapshot) = &outcome.activate_snapshot {
         kv.put_bytes(keys::SNAPSHOT, snapshot)?.execute().await?;
+        if let Some(activated) = &outcome.pointers.snapshot {
+            super::ledger::record(env, &activated.version).await?;
+        }
     }
     kv.put(
         keys::MODEL_POINTERS,
