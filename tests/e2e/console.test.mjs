@@ -25,21 +25,23 @@ describe('console in headless Chromium', { timeout: 300_000 }, () => {
   let console_;
   const health = async () => (await stack.fetch('/_stellwerk/health')).json();
 
-  /** Visits the home page as `count` new visitors; those on `clicker` arms click. */
+  /** Visits the home page as `count` new visitors; those on `clicker` arms click a moment later. */
   async function traffic(count, clickers) {
+    const clicks = [];
     for (let i = 0; i < count; i++) {
       const unit = randomBytes(16).toString('hex');
       const html = await (await stack.fetch('/', { headers: { ...BROWSER, cookie: `stellwerk_id=${unit}` } })).text();
       const injected = html.match(/window\.__stellwerk=(.*?);<\/script>/);
       const hero = injected && JSON.parse(injected[1]).experiments.find((e) => e.experiment === 'hero-headline');
-      if (hero && clickers.includes(hero.arm)) {
-        const response = await stack.fetch('/_stellwerk/feedback', {
-          method: 'POST', headers: { ...BROWSER, 'content-type': 'application/json' }, body: JSON.stringify({ token: hero.token, type: 'click' }),
-        });
-        assert.equal(response.status, 202);
-      }
+      if (hero && clickers.includes(hero.arm)) clicks.push(hero.token);
     }
+    // People read before they click: the gate quarantines clicks faster than minClickSeconds (1 s).
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    for (const token of clicks) assert.equal((await click(token)).status, 202);
   }
+  const click = (token) => stack.fetch('/_stellwerk/feedback', {
+    method: 'POST', headers: { ...BROWSER, 'content-type': 'application/json' }, body: JSON.stringify({ token, type: 'click' }),
+  });
 
   const exposures = async () => Object.values((await health()).posteriors.experiments['hero-headline']?.arms ?? {})
     .reduce((sum, arm) => sum + arm.exposures, 0);
@@ -50,7 +52,12 @@ describe('console in headless Chromium', { timeout: 300_000 }, () => {
     await traffic(30, ['urgency']);
     await waitFor(async () => (await exposures()) >= 30, { what: 'the first round in the posteriors' });
     await traffic(30, ['urgency', 'benefit']);
-    await waitFor(async () => (await exposures()) >= 60, { what: 'the second round in the posteriors' });
+    // And one click at machine speed, which lands in quarantine, not in the bandit.
+    const html = await (await stack.fetch('/', { headers: { ...BROWSER, cookie: `stellwerk_id=${randomBytes(16).toString('hex')}` } })).text();
+    const hero = JSON.parse(html.match(/window\.__stellwerk=(.*?);<\/script>/)[1]).experiments.find((e) => e.experiment === 'hero-headline');
+    assert.equal((await click(hero.token)).status, 202);
+    await waitFor(async () => (await exposures()) >= 61
+      && (await health()).posteriors.experiments['hero-headline'].quarantined === 1, { what: 'the second round in the posteriors' });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     console_ = await browser.newPage({ viewport: { width: 1100, height: 1300 } });
   });
@@ -127,7 +134,9 @@ describe('console in headless Chromium', { timeout: 300_000 }, () => {
       }
       return true;
     }, { what: 'the experiment page to show the posteriors', intervalMs: 1000 });
-    assert.match(await console_.textContent('#quarantined'), /Fraud-quarantined feedback \(not counted above\): \d+/);
+    assert.match(await console_.textContent('#quarantined'), /Fraud-quarantined feedback \(not counted above\): 1$/);
+    const rewards = await console_.locator('#arms tr td:nth-child(3)').allTextContents();
+    assert.ok(rewards.some((r) => Number(r) > 0), `the paced clicks reached the bandit: ${rewards}`);
 
     // Hover over each arm's bar in the P(best) chart: the legend names the arm and its value,
     // which must be the table's P(best).
