@@ -84,16 +84,21 @@ export ESBUILD_BIN="$ROOT/node_modules/esbuild/bin/esbuild"
 # required for catch wrappers"). Keep the sections here; wasm-opt strips what is left.
 export CARGO_PROFILE_RELEASE_STRIP=debuginfo
 
+# SIMD128 (which V8, and so workerd, runs): memchr's and lol_html's byte scans over every page,
+# and tract-linalg's kernels, take their wasm SIMD paths.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128"
+
 start=$(date +%s.%N)
 touch "$STAMP.next"
 (cd "$CRATE" && worker-build --release)
 if [[ $wasm_opt == 1 ]]; then
   # worker-build's wasm-opt step is off (Cargo.toml): it always adds --debuginfo, keeping the
-  # name section. Same features as worker-build enables (what workerd accepts), no names.
+  # name section. Same features as worker-build enables (what workerd accepts) plus SIMD, no names.
   log "wasm-opt -Oz (several minutes)"
   "$WASM_OPT_BIN" "$WASM" -o "$WASM.opt" -Oz --strip-debug --strip-producers \
     --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
+    --enable-simd
   mv "$WASM.opt" "$WASM"
   mv "$STAMP.next" "$STAMP"
 else

@@ -7,6 +7,7 @@ mod consumer;
 mod control;
 mod isolate;
 mod ledger;
+mod origin_body;
 mod page;
 mod sync;
 

@@ -1,7 +1,7 @@
 //! Every request that is not Stellwerk's own: gate, decide, fetch the origin, stream its HTML
 //! through the core's rewriter. Any engine failure serves the origin's bytes untouched.
 
-use super::{control, isolate};
+use super::{control, isolate, origin_body};
 use crate::bindings::{secrets, vars};
 use crate::body::{BodyRewriter, RewriteError, rewrite_stream};
 use std::cell::RefCell;
@@ -122,7 +122,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, now_ms: f64) -> Resu
             .with_headers(headers));
     }
     let body = rewrite_stream(
-        origin.stream()?,
+        origin_body::chunks(&mut origin)?,
         PageBody {
             rewriter: Some(rewriter),
             output,
