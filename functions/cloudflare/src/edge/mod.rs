@@ -1,5 +1,6 @@
 //! The Worker's entry points: `fetch`, `queue` and `scheduled`.
 
+mod client_rate;
 mod console;
 mod constructors;
 mod consumer;
