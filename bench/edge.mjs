@@ -10,6 +10,10 @@
 //       only Stellwerk, in front of URL, with FILE active; prints "ready URL" and runs until
 //       SIGTERM/SIGINT (how the peer benchmark measures it: bench/README.md).
 //   --no-model: publish the snapshot without the demo model (both modes).
+//   --gate: the fraud gate's cost. A third dev server runs the same build and snapshot with the
+//       gate off (fraud.mode "off", no fraud routes); both Stellwerk Workers get the shipped fraud
+//       model (models/fraud) as fraud.model, and every request carries a full Chrome navigation's
+//       headers so the model lets it through. Adds "gate on minus gate off" to the report.
 //   --inspector-port N (with --serve): DevTools inspector on N, for bench/profile.mjs; it costs
 //       CPU per subrequest, so never for the figures.
 //
@@ -49,6 +53,7 @@ const SNAPSHOT_FILE = path.resolve(arg('--snapshot', path.join(ROOT, 'examples/s
 // A fixed pseudonymous unit id (the format the Worker issues: 32 hex digits), so every request
 // is the same returning visitor: same arms, same mutations, no Set-Cookie.
 const UNIT_ID = arg('--unit', '5e11e7c0ffee5e11e7c0ffee5e11e7c0');
+const GATE = flag('--gate');
 const HEADERS = {
   'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
   accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
@@ -56,7 +61,19 @@ const HEADERS = {
   // identity: the runtime would gzip otherwise, and both Workers' own bytes are what we compare.
   'accept-encoding': 'identity',
   cookie: `stellwerk_id=${UNIT_ID}`,
+  // What Chrome 131 on Linux adds to a navigation: with --gate the model scores these.
+  ...(GATE ? {
+    'sec-ch-ua': '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+    'sec-ch-ua-mobile': '?0',
+    'sec-ch-ua-platform': '"Linux"',
+    'upgrade-insecure-requests': '1',
+    'sec-fetch-site': 'none',
+    'sec-fetch-mode': 'navigate',
+    'sec-fetch-user': '?1',
+    'sec-fetch-dest': 'document',
+  } : {}),
 };
+const FRAUD_MODEL_DIR = path.join(ROOT, 'models/fraud');
 
 const sha = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -138,11 +155,35 @@ async function startWorker({ config, port, vars = {}, secrets = {}, persistTo, i
   return { url, worker, pids };
 }
 
-/** Seeds R2 with `snapshotFile` (+ the demo model), starts Stellwerk and activates it through the admin sync. */
-async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHOT_FILE, inspectorPort }) {
+/** The snapshot to measure: the file's, with --gate the shipped fraud model as fraud.model and the gate `on` or off. */
+function benchSnapshot(gate = 'on') {
+  const snapshot = JSON.parse(readFileSync(SNAPSHOT_FILE, 'utf8'));
+  if (!GATE) return snapshot;
+  const { name } = JSON.parse(readFileSync(path.join(FRAUD_MODEL_DIR, 'fraud-gate.manifest.json'), 'utf8'));
+  const fraud = { ...snapshot.fraud, model: name };
+  if (gate === 'off') Object.assign(fraud, { mode: 'off', routes: [] });
+  return { ...snapshot, fraud, models: [...(snapshot.models ?? []), { name }] };
+}
+
+/** Adds the shipped fraud model to a demo store and its sync manifest. */
+function addFraudModel(store) {
+  const manifest = readFileSync(path.join(FRAUD_MODEL_DIR, 'fraud-gate.manifest.json'));
+  const { name, version } = JSON.parse(manifest);
+  const manifestKey = `models/${name}/${version}.manifest.json`;
+  const modelKey = `models/${name}/${version}.onnx`;
+  store[manifestKey] = manifest;
+  store[modelKey] = readFileSync(path.join(FRAUD_MODEL_DIR, `${name}.onnx`));
+  const sync = JSON.parse(store['manifest.json']);
+  sync.models.push({ name, stable: { manifestKey, modelKey } });
+  store['manifest.json'] = Buffer.from(JSON.stringify(sync, null, 2));
+}
+
+/** Seeds R2 with `snapshot` (+ the demo model), starts Stellwerk and activates it through the admin sync. */
+async function startStellwerk({ dir, originUrl, port = 0, snapshot = benchSnapshot(), inspectorPort }) {
   const { config, wasm } = await stellwerkConfig(dir);
   const persistTo = path.join(dir, 'state');
-  const store = demoStore({ snapshot: readFileSync(snapshotFile) });
+  const store = demoStore({ snapshot: JSON.stringify(snapshot) });
+  if (GATE) addFraudModel(store);
   if (flag('--no-model')) {
     // Publish the snapshot alone: no model pointer, so no page runs a model.
     for (const key of Object.keys(store)) if (key.startsWith('models/')) delete store[key];
@@ -164,8 +205,8 @@ async function startStellwerk({ dir, originUrl, port = 0, snapshotFile = SNAPSHO
     },
   });
   const synced = await publish({ url: started.url, adminToken, objects: store });
-  const want = JSON.parse(readFileSync(snapshotFile, 'utf8')).version;
-  if (synced.snapshot?.version !== want) {
+  const want = snapshot.version;
+  if (synced.snapshot?.version !== want || synced.refusals?.length) {
     await started.worker.dispose();
     throw new Error(`sync did not activate ${want}: ${JSON.stringify(synced)}`);
   }
@@ -272,10 +313,19 @@ async function bench() {
     stopList.push(() => pass.worker.dispose());
     const stellwerk = await startStellwerk({ dir, originUrl: origin.url });
     stopList.push(() => stellwerk.worker.dispose());
-    // Only these two dev servers run below this process: every workerd not the pass-through's
+    // Only these dev servers run below this process so far: every workerd not the pass-through's
     // is Stellwerk's (one of its processes can appear before its start resolves).
     stellwerk.pids = workerdPids().filter((pid) => !pass.pids.includes(pid));
     process.stderr.write(`workerd processes of stellwerk: ${stellwerk.pids.join(' ')}\n`);
+    let gateOff = null;
+    if (GATE) {
+      const offDir = path.join(dir, 'gate-off');
+      await mkdir(offDir, { recursive: true });
+      gateOff = await startStellwerk({ dir: offDir, originUrl: origin.url, snapshot: benchSnapshot('off') });
+      stopList.push(() => gateOff.worker.dispose());
+      gateOff.pids = workerdPids().filter((pid) => !pass.pids.includes(pid) && !stellwerk.pids.includes(pid));
+      process.stderr.write(`workerd processes of stellwerk-gate-off: ${gateOff.pids.join(' ')}\n`);
+    }
 
     const wasmBytes = readFileSync(stellwerk.wasm);
     const gz = gzipSync(wasmBytes, { level: 9 }).length;
@@ -304,7 +354,20 @@ async function bench() {
     checks.push(`${stellwerkOk ? 'PASS' : 'FAIL'}  stellwerk: ${viaStellwerk.status}, ${viaStellwerk.body.length} bytes, x-stellwerk: ${decision || '(absent)'}, set-cookie: ${viaStellwerk.headers.get('set-cookie') ? 'yes' : 'no'}, content-type: ${viaStellwerk.headers.get('content-type')}`);
     for (const a of applied) checks.push(`      ${a}`);
     checks.push(`${again.headers.get('x-stellwerk') === decision ? 'PASS' : 'NOTE'}  second request, same cookie: x-stellwerk: ${again.headers.get('x-stellwerk')}`);
-    if (!passOk || !stellwerkOk) {
+    let gateOk = true;
+    if (gateOff) {
+      // The measured request passes both; the same request from headless Chrome 127 with its user
+      // agent set to Chrome 131 (the client hints give it away, no rule matches it) is blocked by
+      // the model only where the gate is on.
+      const viaOff = await get(`${gateOff.url}/`);
+      const offArms = (viaOff.headers.get('x-stellwerk') ?? '').split(', ').filter((part) => part.includes('=') && !part.startsWith('model:'));
+      const headless = { ...HEADERS, 'sec-ch-ua': '"HeadlessChrome";v="127", "Chromium";v="127", "Not)A;Brand";v="99"' };
+      const probe = async (url) => (await fetch(url, { headers: headless })).status;
+      const [onStatus, offStatus] = [await probe(`${stellwerk.url}/`), await probe(`${gateOff.url}/`)];
+      gateOk = viaOff.status === 200 && offArms.join() === arms.join() && onStatus === 403 && offStatus === 200;
+      checks.push(`${gateOk ? 'PASS' : 'FAIL'}  gate off: ${viaOff.status}, same arms (${offArms.join(', ')}); headless Chrome: gate on ${onStatus}, gate off ${offStatus}`);
+    }
+    if (!passOk || !stellwerkOk || !gateOk) {
       console.log(checks.join('\n'));
       throw new Error('verification failed; not loading');
     }
@@ -313,6 +376,7 @@ async function bench() {
     const targets = [
       { name: 'passthrough', url: `${pass.url}/`, pids: pass.pids },
       { name: 'stellwerk', url: `${stellwerk.url}/`, pids: stellwerk.pids },
+      ...(gateOff ? [{ name: 'stellwerk-gate-off', url: `${gateOff.url}/`, pids: gateOff.pids }] : []),
     ];
     for (const t of targets) if (warmup > 0) await load(t.url, { connections, seconds: warmup, pids: t.pids });
     const results = []; // results[round][name] = { hi, lo }
@@ -362,13 +426,18 @@ async function bench() {
     out.push('');
     out.push(`Added latency at c=1 (Stellwerk minus pass-through, per round, median over ${rounds}): **p50 ${f(addedP50)} ms** (target ≤ 1 ms: ${addedP50 <= 1 ? 'met' : 'NOT met'}), **p99 ${f(addedP99)} ms** (target ≤ 3 ms: ${addedP99 <= 3 ? 'met' : 'NOT met'}). Per round: p50 ${added('p50').map((x) => f(x)).join(', ')}; p99 ${added('p99').map((x) => f(x)).join(', ')}.`);
     out.push('');
+    if (gateOff) {
+      const gateAdded = (phase, key) => results.map((round) => round.stellwerk[phase]?.[key] - round['stellwerk-gate-off'][phase]?.[key]);
+      out.push(`**Fraud gate** (stellwerk with the gate on and the fraud model scoring every page, minus the same build and snapshot with \`fraud.mode: off\`; median over ${rounds} round(s)): c=1 p50 **${f(median(gateAdded('lo', 'p50')))} ms**, c=1 p99 ${f(median(gateAdded('lo', 'p99')))} ms, workerd CPU **${f(median(gateAdded('hi', 'cpuPerReq')))} ms/req** at c=${connections}; throughput ratio on/off ${f(median(results.map((round) => round.stellwerk.hi.rps / round['stellwerk-gate-off'].hi.rps)))}×. Per round c=1 p50: ${gateAdded('lo', 'p50').map((x) => f(x)).join(', ')}.`);
+      out.push('');
+    }
     out.push('Per round (c=8 req/s, p50, p99 | c=1 p50, p99):');
     out.push('');
-    out.push('| round | order | passthrough | stellwerk |');
-    out.push('|---|---|---|---|');
+    out.push(`| round | order | ${targets.map((t) => t.name).join(' | ')} |`);
+    out.push(`|---|---|${targets.map(() => '---').join('|')}|`);
     results.forEach((round, i) => {
       const cell = (x) => `${f(x.hi.rps, 0)}, ${f(x.hi.p50)}, ${f(x.hi.p99)} \\| ${f(x.lo?.p50)}, ${f(x.lo?.p99)}`;
-      out.push(`| ${i + 1} | ${round.passthrough.order} | ${cell(round.passthrough)} | ${cell(round.stellwerk)} |`);
+      out.push(`| ${i + 1} | ${round.passthrough.order} | ${targets.map((t) => cell(round[t.name])).join(' | ')} |`);
     });
     out.push('');
     out.push('`workerd cpu ms/req`: user+system CPU of the workerd processes of that dev server (its ProxyWorker and the Worker) over the c=8 phase, divided by 200 responses (\`/proc\` ticks of 10 ms); `all cpu ms/req`: the same for every workerd this run started plus the node process (load generator, origin, wrangler).');

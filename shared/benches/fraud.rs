@@ -4,7 +4,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use stellwerk_core::{
-    FraudPolicy, GateMode, Model, ModelManifest, PlatformFacts, RequestFacts, gate,
+    FraudPolicy, GateMode, Model, ModelManifest, PlatformFacts, RequestFacts, gate, model_score,
     request_features,
 };
 
@@ -68,6 +68,10 @@ fn fraud_gate(c: &mut Criterion) {
 
     c.bench_function("fraud/request_features", |b| {
         b.iter(|| request_features(black_box(&facts)))
+    });
+    let features = request_features(&facts);
+    c.bench_function("fraud/model_score (inference only)", |b| {
+        b.iter(|| model_score(black_box(&model), black_box(&features)))
     });
     c.bench_function("fraud/gate with model (features + inference)", |b| {
         b.iter(|| gate(black_box(&policy), black_box(&facts), Some(&model)))

@@ -74,6 +74,25 @@ const NAMED: &[&str] = &[
     "asn_hosting",
 ];
 
+/// The index of a named feature in the vector; evaluated at compile time by `request_features`.
+const fn slot(name: &str) -> usize {
+    let mut i = 0;
+    while i < NAMED.len() {
+        if NAMED[i].len() == name.len() {
+            let (a, b) = (NAMED[i].as_bytes(), name.as_bytes());
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a fraud feature name")
+}
+
 /// Width of the feature vector.
 pub const FRAUD_FEATURE_WIDTH: usize = NAMED.len() + UA_TOKEN_BUCKETS;
 
@@ -205,109 +224,113 @@ pub fn feature_context(features: &[f32]) -> Value {
 /// Builds the fraud model's input vector for one request.
 pub fn request_features(facts: &RequestFacts) -> Vec<f32> {
     let mut out = vec![0.0f32; FRAUD_FEATURE_WIDTH];
-    let mut set = |name: &str, value: f32| {
-        if let Some(i) = NAMED.iter().position(|n| *n == name) {
-            out[i] = value;
-        }
-    };
+    // `slot!` resolves each name to its index at compile time (an unknown name does not build).
+    macro_rules! set {
+        ($name:literal, $value:expr $(,)?) => {
+            out[const { slot($name) }] = $value
+        };
+    }
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
 
     let ua_raw = facts.header("user-agent").unwrap_or("").trim();
     let ua = ua_raw.to_ascii_lowercase();
     let tokens = ua_tokens(&ua);
     let claims = BrowserClaim::of(&ua);
-    set("ua_empty", flag(ua.is_empty()));
-    set("ua_length", (ua.len() as f32 / 128.0).min(4.0));
-    set("ua_token_count", (tokens.len() as f32 / 16.0).min(4.0));
-    set("ua_mozilla", flag(ua.starts_with("mozilla/5.0")));
-    set("ua_compatible", flag(ua.contains("compatible;")));
-    set(
+    set!("ua_empty", flag(ua.is_empty()));
+    set!("ua_length", (ua.len() as f32 / 128.0).min(4.0));
+    set!("ua_token_count", (tokens.len() as f32 / 16.0).min(4.0));
+    set!("ua_mozilla", flag(ua.starts_with("mozilla/5.0")));
+    set!("ua_compatible", flag(ua.contains("compatible;")));
+    set!(
         "ua_automation_marker",
         flag(contains_any(&ua, AUTOMATION_MARKERS)),
     );
-    set("ua_http_library", flag(contains_any(&ua, HTTP_LIBRARIES)));
-    set("ua_bot_word", flag(contains_any(&ua, BOT_WORDS)));
-    set(
+    set!("ua_http_library", flag(contains_any(&ua, HTTP_LIBRARIES)));
+    set!("ua_bot_word", flag(contains_any(&ua, BOT_WORDS)));
+    set!(
         "ua_contact_url",
         flag(contains_any(
             &ua,
             &["http://", "https://", "www.", ".com", "@"],
         )),
     );
-    set("ua_claims_chromium", flag(claims.chromium_major.is_some()));
-    set("ua_claims_firefox", flag(claims.firefox_major.is_some()));
-    set("ua_claims_safari", flag(claims.safari_version.is_some()));
-    set("ua_claims_mobile", flag(claims.mobile));
+    set!("ua_claims_chromium", flag(claims.chromium_major.is_some()));
+    set!("ua_claims_firefox", flag(claims.firefox_major.is_some()));
+    set!("ua_claims_safari", flag(claims.safari_version.is_some()));
+    set!("ua_claims_mobile", flag(claims.mobile));
 
     let header = |name: &str| facts.header(name).map(str::trim);
     let accept = header("accept");
-    set("accept", flag(accept.is_some()));
-    set(
+    set!("accept", flag(accept.is_some()));
+    set!(
         "accept_html",
         flag(accept.is_some_and(|a| a.contains("text/html"))),
     );
-    set("accept_wildcard_only", flag(accept == Some("*/*")));
+    set!("accept_wildcard_only", flag(accept == Some("*/*")));
     let language = header("accept-language");
-    set("accept_language", flag(language.is_some()));
-    set(
+    set!("accept_language", flag(language.is_some()));
+    set!(
         "accept_language_weighted",
         flag(language.is_some_and(|l| l.contains(";q="))),
     );
     let fetch_mode = header("sec-fetch-mode");
-    set("sec_fetch_mode", flag(fetch_mode.is_some()));
-    set("sec_fetch_navigate", flag(fetch_mode == Some("navigate")));
-    set("sec_fetch_site", flag(header("sec-fetch-site").is_some()));
-    set("sec_fetch_dest", flag(header("sec-fetch-dest").is_some()));
-    set("sec_fetch_user", flag(header("sec-fetch-user").is_some()));
-    set(
+    set!("sec_fetch_mode", flag(fetch_mode.is_some()));
+    set!("sec_fetch_navigate", flag(fetch_mode == Some("navigate")));
+    set!("sec_fetch_site", flag(header("sec-fetch-site").is_some()));
+    set!("sec_fetch_dest", flag(header("sec-fetch-dest").is_some()));
+    set!("sec_fetch_user", flag(header("sec-fetch-user").is_some()));
+    set!(
         "upgrade_insecure_requests",
         flag(header("upgrade-insecure-requests").is_some()),
     );
-    set("referer", flag(header("referer").is_some()));
-    set("origin", flag(header("origin").is_some()));
-    set("cookie", flag(header("cookie").is_some()));
-    set("unit_cookie", flag(facts.cookie(UNIT_COOKIE).is_some()));
+    set!("referer", flag(header("referer").is_some()));
+    set!("origin", flag(header("origin").is_some()));
+    set!("cookie", flag(header("cookie").is_some()));
+    set!("unit_cookie", flag(facts.cookie(UNIT_COOKIE).is_some()));
     let client_headers = facts
         .headers
         .iter()
         .filter(|(name, _)| {
-            let name = name.to_ascii_lowercase();
-            !(PLATFORM_HEADERS.contains(&name.as_str()) || name.starts_with("cf-"))
+            let platform = PLATFORM_HEADERS
+                .iter()
+                .any(|p| name.eq_ignore_ascii_case(p))
+                || name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("cf-"));
+            !platform
         })
         .count();
-    set("header_count", (client_headers as f32 / 16.0).min(2.0));
+    set!("header_count", (client_headers as f32 / 16.0).min(2.0));
 
     let hints = header("sec-ch-ua");
     // Chromium sends client hints from version 90 on, except on iOS (where it is WebKit).
     let hints_expected = claims.chromium_major.is_some_and(|v| v >= 90) && !claims.ios;
-    set("client_hints", flag(hints.is_some()));
-    set(
+    set!("client_hints", flag(hints.is_some()));
+    set!(
         "client_hints_expected_missing",
         flag(hints_expected && hints.is_none()),
     );
-    set(
+    set!(
         "client_hints_unexpected",
         flag(hints.is_some() && claims.chromium_major.is_none()),
     );
     if let Some(hints) = hints {
         let lower = hints.to_ascii_lowercase();
-        set(
+        set!(
             "client_hints_headless_brand",
             flag(lower.contains("headless")),
         );
         let platform =
             header("sec-ch-ua-platform").map(|p| p.trim_matches('"').to_ascii_lowercase());
-        set(
+        set!(
             "client_hints_platform_mismatch",
             flag(matches!((platform.as_deref(), claims.os), (Some(p), Some(os)) if p != os)),
         );
         let mobile = header("sec-ch-ua-mobile").map(|m| m == "?1");
-        set(
+        set!(
             "client_hints_mobile_mismatch",
             flag(mobile.is_some_and(|m| m != claims.mobile)),
         );
         let versions = brand_major_versions(&lower);
-        set(
+        set!(
             "client_hints_version_mismatch",
             flag(
                 claims
@@ -319,32 +342,32 @@ pub fn request_features(facts: &RequestFacts) -> Vec<f32> {
     let fetch_metadata_expected = claims.chromium_major.is_some_and(|v| v >= 80)
         || claims.firefox_major.is_some_and(|v| v >= 90)
         || claims.safari_version.is_some_and(|v| v >= 17);
-    set(
+    set!(
         "fetch_metadata_expected_missing",
         flag(fetch_metadata_expected && fetch_mode.is_none()),
     );
 
     let method = facts.method.to_ascii_uppercase();
-    set("method_get", flag(method == "GET"));
-    set("method_head", flag(method == "HEAD"));
-    set("method_post", flag(method == "POST"));
-    set(
+    set!("method_get", flag(method == "GET"));
+    set!("method_head", flag(method == "HEAD"));
+    set!("method_post", flag(method == "POST"));
+    set!(
         "method_other",
         flag(!matches!(method.as_str(), "GET" | "HEAD" | "POST")),
     );
     let path = facts.path().to_ascii_lowercase();
     let depth = path.split('/').filter(|s| !s.is_empty()).count();
-    set("path_root", flag(depth == 0));
-    set("path_depth", (depth as f32 / 8.0).min(1.0));
-    set("path_query", flag(facts.url.contains('?')));
-    set("path_probe", flag(contains_any(&path, PROBE_PATHS)));
-    set("path_stellwerk", flag(path.starts_with("/_stellwerk/")));
+    set!("path_root", flag(depth == 0));
+    set!("path_depth", (depth as f32 / 8.0).min(1.0));
+    set!("path_query", flag(facts.url.contains('?')));
+    set!("path_probe", flag(contains_any(&path, PROBE_PATHS)));
+    set!("path_stellwerk", flag(path.starts_with("/_stellwerk/")));
 
     let tls = facts.platform.tls_version.as_deref();
-    set("tls_known", flag(tls.is_some()));
-    set("tls_1_3", flag(tls == Some("TLSv1.3")));
-    set("asn_known", flag(facts.platform.asn.is_some()));
-    set(
+    set!("tls_known", flag(tls.is_some()));
+    set!("tls_1_3", flag(tls == Some("TLSv1.3")));
+    set!("asn_known", flag(facts.platform.asn.is_some()));
+    set!(
         "asn_hosting",
         flag(
             facts

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::client_rate::rate_limit_for;
 use crate::decide::LoadedModel;
 use crate::fraud::{is_fraud_model, model_score, request_features};
 use crate::model::Model;
@@ -138,6 +139,18 @@ fn score(policy: &FraudPolicy, facts: &RequestFacts, model: Option<&Model>) -> (
     }
     if let Some(denied) = policy.deny_user_agents.iter().find(|n| ua_contains(n)) {
         return (1.0, vec![format!("user agent denied by rule {denied:?}")]);
+    }
+    if let Some(limit) = rate_limit_for(policy, path)
+        && let Some(rate) = facts.platform.client_rate
+        && rate.exceeds(limit)
+    {
+        return (
+            1.0,
+            vec![format!(
+                "client over the rate limit of {} requests per {} s",
+                limit.limit, limit.window_seconds
+            )],
+        );
     }
     let (mut score, mut found) = match model.map(|m| (m, model_score(m, &request_features(facts))))
     {
@@ -313,6 +326,38 @@ mod tests {
         claimed.platform.reverse_dns = Some("crawl-66-249-66-1.googlebot.com.".into());
         let verified = gate_of(&p, &claimed);
         assert_eq!((verified.score, verified.action), (0.0, GateAction::Allow));
+    }
+
+    #[test]
+    fn a_client_over_the_rate_limit_scores_one_before_the_model() {
+        use crate::client_rate::{ClientRate, RateLimit};
+        let mut p = policy(GateMode::Block);
+        p.rate_limit = Some(RateLimit {
+            limit: 5,
+            window_seconds: 10,
+            paths: vec!["/checkout*".into()],
+        });
+        let mut facts = browser("/checkout/pay", CHROME);
+        facts.platform.client_rate = Some(ClientRate::Counted(5));
+        assert_eq!(gate_of(&p, &facts).action, GateAction::Allow);
+        facts.platform.client_rate = Some(ClientRate::Counted(6));
+        let over = gate_of(&p, &facts);
+        assert_eq!((over.score, over.action), (1.0, GateAction::Block));
+        assert!(over.reasons[0].contains("rate limit"), "{:?}", over.reasons);
+        facts.platform.client_rate = Some(ClientRate::OverLimit(true));
+        assert_eq!(gate_of(&p, &facts).action, GateAction::Block);
+        // Off its paths the limit does not apply, whatever the platform passed.
+        let mut elsewhere = browser("/", CHROME);
+        elsewhere.platform.client_rate = Some(ClientRate::Counted(100));
+        assert_eq!(gate_of(&p, &elsewhere).action, GateAction::Allow);
+        // In monitor mode the client is tagged, not blocked.
+        p.mode = GateMode::Monitor;
+        assert_eq!(gate_of(&p, &facts).action, GateAction::Tag);
+        // An allowed user agent is let through before the limit.
+        let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        let mut allowed = browser("/checkout/pay", google);
+        allowed.platform.client_rate = Some(ClientRate::Counted(100));
+        assert_eq!(gate_of(&p, &allowed).score, 0.0);
     }
 
     #[test]

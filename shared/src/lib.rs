@@ -16,6 +16,7 @@ mod admin_api;
 mod admin_auth;
 mod aggregate;
 mod bandit;
+mod client_rate;
 pub mod conformance;
 mod console;
 mod contextual;
@@ -56,6 +57,9 @@ pub use aggregate::{
     apply_events,
 };
 pub use bandit::{ArmStats, THOMPSON_DRAWS, arm_probabilities, choose_arm};
+pub use client_rate::{
+    ClientRate, RATE_WINDOWS_SECONDS, RateLimit, client_rate_key, rate_limit_for,
+};
 pub use console::{
     ChartLibrary, ConsoleAsset, ConsoleRoute, console_page, console_route, login, login_page,
     logout, unauthorized, whoami,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
+use crate::client_rate::ClientRate;
 use crate::event::ConsentState;
 use crate::snapshot::PrivacyPolicy;
 
@@ -42,6 +43,10 @@ pub struct PlatformFacts {
     /// gate verifies good bots by it.
     #[serde(default)]
     pub reverse_dns: Option<String>,
+    /// This client's requests in the current short window, where the platform counted them
+    /// (only for requests [`crate::client_rate::rate_limit_for`] names).
+    #[serde(default)]
+    pub client_rate: Option<ClientRate>,
 }
 
 impl RequestFacts {

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::client_rate::{RateLimit, check_rate_limit};
 use crate::flags::FlagSet;
 use crate::validate::{Invalid, Issues, field, index};
 
@@ -226,6 +227,9 @@ pub struct FraudPolicy {
     /// A click sooner than this after its decision was issued is flagged as not human.
     #[serde(default = "default_min_click_seconds")]
     pub min_click_seconds: u64,
+    /// Requests per client and short window above which a request scores 1 (before the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn default_min_click_seconds() -> u64 {
@@ -269,6 +273,7 @@ impl Default for FraudPolicy {
             model: None,
             challenge: ChallengePage::default(),
             min_click_seconds: default_min_click_seconds(),
+            rate_limit: None,
         }
     }
 }
@@ -644,6 +649,9 @@ fn check_fraud(fraud: &FraudPolicy, models: &[ModelRequirement], issues: &mut Is
                 );
             }
         }
+    }
+    if let Some(limit) = &fraud.rate_limit {
+        check_rate_limit(limit, issues);
     }
     if let Some(model) = &fraud.model
         && !models.iter().any(|m| &m.name == model)

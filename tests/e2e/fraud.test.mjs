@@ -1,7 +1,8 @@
 // End-to-end tests of the fraud gate in wrangler's dev server, with the trained ONNX model
 // (models/fraud) published to local R2 and activated by the verified sync: a headless-automation
 // request is blocked in block mode and only tagged in monitor mode, its beacons are quarantined,
-// a real browser's request and beacon go through untouched, and a too-fast click is quarantined.
+// a real browser's request and beacon go through untouched, a too-fast click is quarantined, and a
+// client over the short-window rate limit (the Workers Rate Limiting binding) is blocked.
 //
 // Requests are sent with node:http so the headers are exactly the ones listed (fetch would add
 // its own accept-language and sec-fetch-mode).
@@ -20,6 +21,9 @@ const MODEL_DIR = path.join(ROOT, 'models/fraud');
 const modelManifest = readFileSync(path.join(MODEL_DIR, 'fraud-gate.manifest.json'));
 const { version, name } = JSON.parse(modelManifest);
 const { threshold } = JSON.parse(readFileSync(path.join(MODEL_DIR, 'threshold.json')));
+// The binding applies its own limit and period (wrangler.toml); the snapshot names the same.
+const [, RATE_LIMIT, RATE_PERIOD] = readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8')
+  .match(/name = "STELLWERK_RATE"[^[]*simple = \{ limit = (\d+), period = (\d+) \}/).map(Number);
 
 const CHROME_UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 // Chrome 131 on Windows, a first navigation, as the browser sends it.
@@ -94,6 +98,7 @@ const SNAPSHOT = {
     // Tokens carry whole seconds: a click at most 1 s after its page always counts as < 2.
     minClickSeconds: 2,
     routes: [{ path: '/slow', mode: 'monitor' }],
+    rateLimit: { limit: RATE_LIMIT, windowSeconds: RATE_PERIOD, paths: ['/index.html'] },
   },
   feedback: { attributionWindowSeconds: 3600, maxBodyBytes: 1024, routes: [{ types: ['click'], destinations: ['bandit'] }] },
   models: [{ name }],
@@ -186,5 +191,32 @@ describe('fraud gate with the trained model in wrangler dev', { timeout: 300_000
     const answer = await beacon(tokenOf(page.body), BROWSER_BEACON);
     assert.equal(answer.status, 202, answer.body);
     assert.deepEqual(JSON.parse(answer.body).destinations, ['quarantine']);
+  });
+
+  test('a client over the short-window rate limit is blocked; another client is not', async () => {
+    // All requests in one fixed window of the binding: start early in a fresh one.
+    const period = RATE_PERIOD * 1000;
+    const into = Date.now() % period;
+    if (into > period / 4) await sleep(period - into + 50);
+    // wrangler's dev server keeps a CF-Connecting-IP the request carries (Cloudflare sets it).
+    const from = (address, pathname = '/index.html') => send(pathname, {
+      headers: { ...BROWSER, 'cf-connecting-ip': address, cookie: `stellwerk_id=${unit()}` },
+    });
+    const statuses = [];
+    const started = Date.now();
+    for (let sent = 0; sent < RATE_LIMIT + 5;) {
+      const batch = Math.min(25, RATE_LIMIT + 5 - sent);
+      const answers = await Promise.all(Array.from({ length: batch }, () => from('198.51.100.7')));
+      statuses.push(...answers.map((a) => a.status));
+      for (const blocked of answers.filter((a) => a.status === 403)) {
+        assert.match(blocked.headers['x-stellwerk-gate'], /^block; score=1/);
+      }
+      sent += batch;
+    }
+    assert.ok(Date.now() - started < period - 1000, 'the burst fit in one window');
+    assert.equal(statuses.filter((s) => s === 200).length, RATE_LIMIT, statuses.join(' '));
+    assert.equal(statuses.filter((s) => s === 403).length, 5, statuses.join(' '));
+    assert.equal((await from('198.51.100.8')).status, 200, 'another client is not limited');
+    assert.equal((await from('198.51.100.7', '/')).status, 200, 'the limit covers its paths only');
   });
 });

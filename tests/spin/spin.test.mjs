@@ -231,6 +231,37 @@ test('an invalid snapshot in the store is never served; the kill switch stops ev
   assert.ok(heroArm((await visit(1)).res));
 });
 
+test('a client over the short-window rate limit is blocked, counted in Redis; another client is not', async () => {
+  const windowSeconds = 10;
+  const limit = 5;
+  publish({ ...SNAPSHOT, version: 'demo-rate', fraud: { ...SNAPSHOT.fraud, rateLimit: { limit, windowSeconds, paths: ['/index.html'] } } });
+  // All requests in one fixed window: start early in a fresh one.
+  const into = Date.now() % (windowSeconds * 1000);
+  if (into > 3000) await new Promise((resolve) => setTimeout(resolve, windowSeconds * 1000 - into + 50));
+  const from = (address, path = '/index.html') => visit(7, path, { 'spin-client-addr': address });
+  const statuses = [];
+  for (let i = 0; i < limit + 2; i++) {
+    const { res } = await from('198.51.100.7:40000');
+    statuses.push(res.status);
+    if (res.status === 403) assert.match(res.headers.get('x-stellwerk-gate'), /^block; score=1/);
+  }
+  assert.deepEqual(statuses, [...Array(limit).fill(200), 403, 403]);
+  // Another client (another address; the port does not make a new client) is not limited.
+  assert.equal((await from('198.51.100.8:40000')).res.status, 200);
+  // The limit covers /index.html only: the limited client still gets the other pages.
+  assert.equal((await from('198.51.100.7:40001', '/')).res.status, 200);
+  const keys = stack.cli('KEYS', 'stellwerk:rate:*').split('\n').filter(Boolean).sort();
+  assert.equal(keys.length, 2, keys.join(' '));
+  assert.ok(keys.every((key) => !key.includes('198.51.100')), 'the counter keys hold no raw address');
+  const counts = keys.map((key) => Number(stack.cli('GET', key))).sort((a, b) => a - b);
+  assert.deepEqual(counts, [1, limit + 2]);
+  for (const key of keys) {
+    const ttl = Number(stack.cli('TTL', key));
+    assert.ok(ttl > 0 && ttl <= 2 * windowSeconds, `TTL ${ttl}`);
+  }
+  publish(SNAPSHOT);
+});
+
 test('admin routes need the bearer token; with it, snapshots are validated before they are stored', async () => {
   const routes = [['GET', '/_stellwerk/status'], ['POST', '/_stellwerk/conformance'], ['PUT', '/_stellwerk/admin/snapshot'],
     ['PUT', '/_stellwerk/admin/objects/x.json'], ['POST', '/_stellwerk/admin/sync']];

@@ -7,6 +7,8 @@ pub const KV: &str = "STELLWERK_KV";
 pub const MODELS: &str = "STELLWERK_MODELS";
 /// Queue producer for exposures, feedback and fraud verdicts.
 pub const EVENTS: &str = "STELLWERK_EVENTS";
+/// Rate Limiting: the short-window request count per client (`fraud.rateLimit`).
+pub const RATE_LIMITER: &str = "STELLWERK_RATE";
 /// The queue where events land after `max_retries` failed deliveries.
 pub const DEAD_LETTER_QUEUE: &str = "stellwerk-events-dlq";
 

@@ -18,6 +18,7 @@ use stellwerk_core::{
 };
 
 use crate::admin;
+use crate::client_rate;
 use crate::models;
 use crate::queue::Queue;
 use crate::settings::Settings;
@@ -58,7 +59,11 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         }
         Route::Page => {
             let state = state::load(now_ms, settings.cache_ttl_ms);
-            let facts = request_facts(&request, &method);
+            let mut facts = request_facts(&request, &method);
+            if let Some(snapshot) = state.snapshot.as_deref() {
+                facts.platform.client_rate =
+                    client_rate::count(&request, &snapshot.fraud, path, &settings, now_ms / 1000);
+            }
             let body = if matches!(method.as_str(), "GET" | "HEAD") {
                 Vec::new()
             } else {

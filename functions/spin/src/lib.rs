@@ -17,6 +17,7 @@
 //! `wasi:clocks` through the standard library.
 
 mod admin;
+mod client_rate;
 mod handler;
 mod models;
 mod queue;

@@ -9,6 +9,10 @@
 //!
 //! `wasi:http`, `wasi:io`, `wasi:cli`, `wasi:clocks` and `wasi:random` come from
 //! `wasmtime-wasi` and `wasmtime-wasi-http`, as in `wasmtime serve`.
+//!
+//! Like Spin, it tells the component the client's socket address in `spin-client-addr`; a request
+//! that already carries one keeps it (as miniflare keeps a sent `CF-Connecting-IP`), so a test on
+//! one machine can act as several clients.
 
 mod bindings;
 
@@ -143,11 +147,16 @@ async fn main() -> Result<()> {
         listener.local_addr()?
     );
     loop {
-        let (client, _) = listener.accept().await?;
+        let (client, peer) = listener.accept().await?;
         let pre = pre.clone();
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                if let Ok(address) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
+                    req.headers_mut()
+                        .entry("spin-client-addr")
+                        .or_insert(address);
+                }
                 handle(pre.clone(), Arc::clone(&shared), req)
             });
             if let Err(e) = http1::Builder::new()

@@ -1,6 +1,7 @@
 //! The Worker's entry points: `fetch`, `queue` and `scheduled`.
 
 mod access;
+mod client_rate;
 mod console;
 mod constructors;
 mod consumer;

@@ -1,7 +1,7 @@
 //! Every request that is not Stellwerk's own: gate, decide, fetch the origin, stream its HTML
 //! through the core's rewriter. Any engine failure serves the origin's bytes untouched.
 
-use super::{control, isolate, origin_body};
+use super::{client_rate, control, isolate, origin_body};
 use crate::bindings::{secrets, vars};
 use crate::body::{BodyRewriter, RewriteError, rewrite_stream};
 use std::cell::RefCell;
@@ -40,6 +40,8 @@ pub fn request_facts(req: &Request) -> Result<RequestFacts> {
                 .and_then(|score| u8::try_from(score).ok()),
             // Workers cannot resolve PTR records; good bots need another platform's hint.
             reverse_dns: None,
+            // Counted in `decide_for`, once the snapshot says whether this path is limited.
+            client_rate: None,
         },
     })
 }
@@ -147,15 +149,15 @@ async fn decide_for(
     let Some(snapshot) = state.snapshot.as_deref() else {
         return Err("no_snapshot".into());
     };
-    let facts = request_facts(req).map_err(|e| format!("request: {e}"))?;
+    let mut facts = request_facts(req).map_err(|e| format!("request: {e}"))?;
+    let unit_key = secret(env, secrets::UNIT_ID_KEY);
+    facts.platform.client_rate =
+        client_rate::count(req, env, &snapshot.fraud, facts.path(), &unit_key).await;
     let models = isolate::models(env, &state.pointers).await;
     let loaded: Vec<LoadedModel<'_>> = models.iter().map(isolate::IsolateModel::loaded).collect();
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|e| format!("randomness: {e}"))?;
-    let (token_key, unit_key) = (
-        secret(env, secrets::HMAC_KEY),
-        secret(env, secrets::UNIT_ID_KEY),
-    );
+    let token_key = secret(env, secrets::HMAC_KEY);
     let decision = decide(&DecideInput {
         snapshot,
         posteriors: &state.posteriors,
