@@ -727,7 +727,8 @@ pub fn normal_best_probability(i: usize, means: &[f64], spreads: &[f64]) -> f64 
         }
         product
     };
-    if !(spreads[i] > 0.0) {
+    let point_mass = spreads[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater);
+    if point_mass {
         return others_below(means[i]);
     }
     let h = 2.0 * QUADRATURE_HALF_WIDTH / QUADRATURE_INTERVALS as f64;
