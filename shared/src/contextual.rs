@@ -777,21 +777,32 @@ pub fn normal_best_probability(i: usize, means: &[f64], spreads: &[f64]) -> f64 
     if point_mass {
         return others_below(means[i]);
     }
-    let h = 2.0 * QUADRATURE_HALF_WIDTH / QUADRATURE_INTERVALS as f64;
-    (0..=QUADRATURE_INTERVALS)
-        .map(|n| {
-            let z = -QUADRATURE_HALF_WIDTH + n as f64 * h;
-            let simpson = if n == 0 || n == QUADRATURE_INTERVALS {
-                1.0
-            } else if n % 2 == 1 {
-                4.0
-            } else {
-                2.0
-            };
-            let density = libm::exp(-0.5 * z * z) / libm::sqrt(2.0 * std::f64::consts::PI);
-            simpson * h / 3.0 * density * others_below(means[i] + spreads[i] * z)
-        })
+    quadrature_nodes()
+        .iter()
+        .map(|&(z, weight)| weight * others_below(means[i] + spreads[i] * z))
         .sum()
+}
+
+/// Simpson's nodes z over ±8 and their weights h/3 · (1, 4, 2, …, 4, 1) · φ(z), built once.
+fn quadrature_nodes() -> &'static [(f64, f64)] {
+    static NODES: std::sync::OnceLock<Vec<(f64, f64)>> = std::sync::OnceLock::new();
+    NODES.get_or_init(|| {
+        let h = 2.0 * QUADRATURE_HALF_WIDTH / QUADRATURE_INTERVALS as f64;
+        (0..=QUADRATURE_INTERVALS)
+            .map(|n| {
+                let z = -QUADRATURE_HALF_WIDTH + n as f64 * h;
+                let simpson = if n == 0 || n == QUADRATURE_INTERVALS {
+                    1.0
+                } else if n % 2 == 1 {
+                    4.0
+                } else {
+                    2.0
+                };
+                let density = libm::exp(-0.5 * z * z) / libm::sqrt(2.0 * std::f64::consts::PI);
+                (z, simpson * h / 3.0 * density)
+            })
+            .collect()
+    })
 }
 
 /// Snapshot checks for one experiment's contextual policy, as `path: reason`.
