@@ -1,29 +1,40 @@
 //! `stellwerk ope`: off-policy evaluation of a candidate policy on logged training rows.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use stellwerk_core::{
-    ArmDistribution, Estimate, IntervalMethod, OpeReport, PosteriorSnapshot, ScoredRows, Snapshot,
-    SnapshotPolicy, TrainingRow, UniformPolicy, cross_fitted_means, evaluate, score_rows,
+    ArmDistribution, ContextualPolicy, ContextualSnapshotPolicy, Estimate, IntervalMethod,
+    LoadedModel, Model, OpeReport, PosteriorSnapshot, ScoredRows, Snapshot, TrainingRow,
+    UniformPolicy, cross_fitted_means, evaluate, model_estimates, score_rows,
 };
+
+use crate::simulate::load_model;
 
 #[derive(clap::Args)]
 pub struct OpeArgs {
     /// Training rows as NDJSON: a file, or a folder read recursively (`*.ndjson`, `*.jsonl`).
     #[arg(long)]
     logs: PathBuf,
-    /// The candidate: `uniform`, a snapshot file (its experiments' policies, with
-    /// `--posteriors`), or a distribution file (`{"arms": {...}}` or `{"by", "cells"}`).
+    /// The candidate: `uniform`, a snapshot file (its experiments' policies, contextual ones
+    /// included, with `--posteriors` and `--model`), or a distribution file (`{"arms": {...}}`
+    /// or `{"by", "cells"}`).
     #[arg(long)]
     policy: String,
-    /// Posterior snapshot for a snapshot candidate's bandits (default: no data yet).
+    /// Posterior snapshot for a snapshot candidate's bandits and linear Thompson arms (default:
+    /// no data yet).
     #[arg(long)]
     posteriors: Option<PathBuf>,
+    /// A reward model a snapshot candidate's contextual experiment scores with: its manifest,
+    /// the `.onnx` named after the model next to it. Repeat for several.
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
     /// Evaluate only this experiment's rows (needed when the logs hold several).
     #[arg(long)]
     experiment: Option<String>,
-    /// Reward model for doubly robust: `means` (cross-fitted per-arm mean reward) or `none`.
+    /// Reward model for doubly robust: `means` (cross-fitted per-arm mean reward), `none`, or
+    /// an ONNX reward model's manifest (one output `arm:<key>` per arm; the `.onnx` next to it).
     #[arg(long, default_value = "means")]
     reward_model: String,
     /// With `means`: one mean per arm and value of this context feature.
@@ -59,13 +70,30 @@ pub fn run(args: &OpeArgs) -> Result<String, String> {
     if rows.is_empty() {
         return Err(format!("no rows for experiment {experiment}"));
     }
-    let q_hat = match args.reward_model.as_str() {
-        "means" => Some(cross_fitted_means(&rows, args.folds, args.by.as_deref())),
-        "none" => None,
-        other => return Err(format!("--reward-model {other}: use `means` or `none`")),
+    let (q_hat, reward_model) = match args.reward_model.as_str() {
+        "means" => (
+            Some(cross_fitted_means(&rows, args.folds, args.by.as_deref())),
+            reward_model_label(args),
+        ),
+        "none" => (None, "none".to_owned()),
+        path => {
+            let model = load_model(Path::new(path)).map_err(|e| format!("--reward-model {e}"))?;
+            let label = format!(
+                "ONNX reward model {}@{}",
+                model.manifest().name,
+                model.version()
+            );
+            (Some(model_estimates(&model, &rows)), label)
+        }
     };
+    let models = args
+        .models
+        .iter()
+        .map(|path| load_model(path).map_err(|e| format!("--model {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let candidate = Candidate::load(&args.policy, args.posteriors.as_deref())?;
-    let scored = candidate.score(&rows, q_hat.as_deref());
+    candidate.check_models(&experiment, &models)?;
+    let (scored, fallbacks) = candidate.score(&rows, q_hat.as_deref(), &models);
     let interval = match args.bootstrap {
         Some(resamples) => IntervalMethod::Bootstrap {
             level: args.level,
@@ -85,10 +113,17 @@ pub fn run(args: &OpeArgs) -> Result<String, String> {
     if args.json {
         let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
         value["experiment"] = json!(experiment);
-        value["rewardModel"] = json!(reward_model_label(args));
+        value["rewardModel"] = json!(reward_model);
+        value["contextualFallbacks"] = json!(fallbacks);
         serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
     } else {
-        Ok(table(&experiment, &report, &reward_model_label(args)))
+        let mut out = table(&experiment, &report, &reward_model);
+        for (code, n) in &fallbacks {
+            out.push_str(&format!(
+                "{n} rows: the candidate's contextual policy fell back to its plain policy ({code})\n"
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -96,7 +131,7 @@ pub fn run(args: &OpeArgs) -> Result<String, String> {
 enum Candidate {
     Uniform,
     Distribution(ArmDistribution),
-    Snapshot(SnapshotPolicy),
+    Snapshot(Box<(Snapshot, PosteriorSnapshot)>),
 }
 
 impl Candidate {
@@ -123,7 +158,7 @@ impl Candidate {
                 }
                 None => PosteriorSnapshot::default(),
             };
-            return Ok(Self::Snapshot(SnapshotPolicy::new(&snapshot, &posteriors)));
+            return Ok(Self::Snapshot(Box::new((snapshot, posteriors))));
         }
         let text = String::from_utf8_lossy(&bytes);
         ArmDistribution::parse(&text)
@@ -131,20 +166,61 @@ impl Candidate {
             .map_err(|e| format!("{spec}: not a snapshot, and not a distribution: {e}"))
     }
 
-    fn score(&self, rows: &[TrainingRow], q_hat: Option<&[Vec<f64>]>) -> ScoredRows {
+    /// A snapshot candidate whose experiment scores with a reward model needs that model:
+    /// without it every row would silently be the plain policy's.
+    fn check_models(&self, experiment: &str, models: &[Model]) -> Result<(), String> {
+        let Self::Snapshot(candidate) = self else {
+            return Ok(());
+        };
+        let contextual = candidate
+            .0
+            .experiment(experiment)
+            .and_then(|e| e.contextual.as_ref());
+        if let Some(ContextualPolicy::RewardModel { model, .. }) = contextual
+            && !models.iter().any(|m| &m.manifest().name == model)
+        {
+            return Err(format!(
+                "the candidate's experiment {experiment} scores arms with the reward model \
+                 {model:?}: give its manifest with --model"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The scored rows, and how often a contextual candidate fell back, by code.
+    fn score(
+        &self,
+        rows: &[TrainingRow],
+        q_hat: Option<&[Vec<f64>]>,
+        models: &[Model],
+    ) -> (ScoredRows, BTreeMap<String, usize>) {
         match self {
-            Self::Uniform => score_rows(rows, &UniformPolicy, q_hat),
-            Self::Distribution(distribution) => score_rows(rows, distribution, q_hat),
-            Self::Snapshot(policy) => score_rows(rows, policy, q_hat),
+            Self::Uniform => (score_rows(rows, &UniformPolicy, q_hat), BTreeMap::new()),
+            Self::Distribution(distribution) => {
+                (score_rows(rows, distribution, q_hat), BTreeMap::new())
+            }
+            Self::Snapshot(candidate) => {
+                let (snapshot, posteriors) = candidate.as_ref();
+                let loaded: Vec<LoadedModel<'_>> = models
+                    .iter()
+                    .map(|m| LoadedModel {
+                        name: &m.manifest().name,
+                        stable: m,
+                        candidate: None,
+                    })
+                    .collect();
+                let policy = ContextualSnapshotPolicy::new(snapshot, posteriors, &loaded);
+                let scored = score_rows(rows, &policy, q_hat);
+                (scored, policy.fallbacks())
+            }
         }
     }
 }
 
 fn reward_model_label(args: &OpeArgs) -> String {
-    match (args.reward_model.as_str(), &args.by) {
-        ("means", Some(by)) => format!("per-arm mean by {by}, {} folds", args.folds),
-        ("means", None) => format!("per-arm mean, {} folds", args.folds),
-        _ => "none".into(),
+    match &args.by {
+        Some(by) => format!("per-arm mean by {by}, {} folds", args.folds),
+        None => format!("per-arm mean, {} folds", args.folds),
     }
 }
 

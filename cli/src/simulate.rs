@@ -10,7 +10,7 @@
 //! arm's click rate for the visitor's context minus the served arm's, summed.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use stellwerk_core::{
@@ -26,6 +26,9 @@ pub struct SimulateArgs {
     visitors: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Runs with seeds SEED, SEED + 1, …: each cell then shows the mean ± standard deviation.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
     /// Visitors between two aggregator runs (the queue's batch).
     #[arg(long, default_value_t = 100)]
     batch: u64,
@@ -128,7 +131,7 @@ pub fn run(args: SimulateArgs) -> Result<(), String> {
             contextual: Some(json!({"type": "linear_thompson", "features": [
                 {"kind": "one_hot", "source": "device", "values": ["mobile", "desktop", "tablet"]},
                 {"kind": "bool", "source": "returning"}
-            ], "exploration": 0.5})),
+            ]})),
         },
     ];
     if let Some(model) = &reward_model {
@@ -142,10 +145,23 @@ pub fn run(args: SimulateArgs) -> Result<(), String> {
         });
     }
 
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    let seeds = args.seed..args.seed + args.seeds;
+    let seed_label = if args.seeds == 1 {
+        format!("seed {}", args.seed)
+    } else {
+        format!(
+            "seeds {}–{} (mean ± standard deviation over seeds)",
+            seeds.start,
+            seeds.end - 1
+        )
+    };
     println!(
         "Cumulative expected regret (clicks lost against the best arm for each visitor's context), \
-         {} visitors, seed {}, aggregation every {} visitors.\n",
-        args.visitors, args.seed, args.batch
+         {} visitors, {seed_label}, aggregation every {} visitors.\n",
+        args.visitors, args.batch
     );
     for (s, scenario) in SCENARIOS.iter().enumerate() {
         println!("### {}\n", scenario.name);
@@ -161,18 +177,33 @@ pub fn run(args: SimulateArgs) -> Result<(), String> {
                 .logs
                 .as_ref()
                 .filter(|_| policy.name == "uniform random" && s == 0);
-            let outcome = simulate(scenario, policy, reward_model.as_ref(), &args, logs)?;
-            let cells: Vec<String> = outcome
-                .regret_at
-                .iter()
-                .map(|r| format!("{r:.0}"))
+            let mut runs = Vec::new();
+            for seed in seeds.clone() {
+                // Only the first seed's uniform rows are written.
+                let logs = logs.filter(|_| seed == args.seed);
+                runs.push(simulate(
+                    scenario,
+                    policy,
+                    reward_model.as_ref(),
+                    &args,
+                    seed,
+                    logs,
+                )?);
+            }
+            let cells: Vec<String> = (0..runs[0].regret_at.len())
+                .map(|c| {
+                    let at: Vec<f64> = runs.iter().map(|r| r.regret_at[c]).collect();
+                    let mean = at.iter().sum::<f64>() / at.len() as f64;
+                    if at.len() == 1 {
+                        return format!("{mean:.0}");
+                    }
+                    let variance =
+                        at.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (at.len() - 1) as f64;
+                    format!("{mean:.0} ± {:.0}", variance.sqrt())
+                })
                 .collect();
-            println!(
-                "| {} | {} | {} |",
-                policy.name,
-                cells.join(" | "),
-                outcome.fallbacks
-            );
+            let fallbacks: u64 = runs.iter().map(|r| r.fallbacks).sum();
+            println!("| {} | {} | {fallbacks} |", policy.name, cells.join(" | "));
         }
         println!();
     }
@@ -189,6 +220,7 @@ fn simulate(
     policy: &PolicyUnderTest,
     reward_model: Option<&Model>,
     args: &SimulateArgs,
+    seed: u64,
     logs: Option<&PathBuf>,
 ) -> Result<Outcome, String> {
     let mut experiment = json!({"key": "hero", "policy": policy.policy, "arms":
@@ -218,7 +250,7 @@ fn simulate(
         token: b"simulation-token-key",
         unit: b"simulation-unit-key",
     };
-    let mut rng = SplitMix64(args.seed);
+    let mut rng = SplitMix64(seed);
     let mut posteriors = PosteriorSnapshot::default();
     let mut join = TrainingJoin::default();
     let mut queue = Vec::new();
@@ -341,7 +373,8 @@ fn aggregate(
     Ok(())
 }
 
-fn load_model(manifest_path: &PathBuf) -> Result<Model, String> {
+/// A model from its manifest, with the `.onnx` named after the model next to it.
+pub fn load_model(manifest_path: &Path) -> Result<Model, String> {
     let manifest_bytes =
         std::fs::read(manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
     let manifest = ModelManifest::parse(&manifest_bytes)

@@ -53,9 +53,12 @@ fn contextual_policy_learns_per_device_and_logs_training_rows() {
         regret(0, "linear Thompson") < 0.6 * regret(0, "Thompson"),
         "{table}"
     );
-    // Contexts alike: nothing to gain from context; both learn the one best arm.
+    // Contexts alike: nothing to gain from context; both learn the one best arm, and the
+    // contextual policy, judging arms on their overall reward first, pays little for the
+    // contexts it need not tell apart (learning each context separately with a unit-variance
+    // spread lost about 0.3 × uniform by 10,000 visitors).
     assert!(
-        regret(1, "linear Thompson") < 0.5 * regret(1, "uniform"),
+        regret(1, "linear Thompson") < 0.2 * regret(1, "uniform"),
         "{table}"
     );
     assert!(

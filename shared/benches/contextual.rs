@@ -1,5 +1,6 @@
 //! Contextual policies per request: scoring all arms with a reward model (the target is
-//! ≤ 100 µs for 10 arms), linear Thompson's P(best) by quadrature, and a whole `decide` with a
+//! ≤ 100 µs for 10 arms), linear Thompson's draw with its propensity (and, for comparison, the
+//! P(best) of every arm, which a request once computed), and a whole `decide` with a
 //! contextual experiment next to the same experiment under plain Thompson (the baseline).
 
 use std::collections::BTreeMap;
@@ -8,9 +9,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use stellwerk_core::{
-    DecideInput, Exploration, FeatureSpec, Keys, LinearArm, LoadedModel, Model, ModelManifest,
-    PlatformFacts, PosteriorSnapshot, RequestFacts, Snapshot, apply_events, decide,
-    linear_features, linear_thompson_choice, reward_model_choice,
+    DEFAULT_CONTEXT_PRECISION, DecideInput, Exploration, FeatureSpec, Keys, LinearArm, LoadedModel,
+    Model, ModelManifest, PlatformFacts, PosteriorSnapshot, RequestFacts, Snapshot, apply_events,
+    decide, linear_features, linear_thompson_choice, reward_model_choice,
 };
 
 const ONNX: &[u8] = include_bytes!("fixtures/reward10.onnx");
@@ -59,25 +60,32 @@ fn contextual(c: &mut Criterion) {
     let x = linear_features(&features, &context);
     let mut posteriors = BTreeMap::new();
     for (i, arm) in arm_names.iter().enumerate() {
-        let mut p = LinearArm::prior(x.len(), 1.0);
+        let mut p = LinearArm::prior(x.len(), 1.0, DEFAULT_CONTEXT_PRECISION);
         for n in 0..200 {
             let reward = if (n + i) % 7 == 0 { 1.0 } else { 0.0 };
             p.learn(&x, reward);
         }
         posteriors.insert(arm.clone(), p);
     }
-    c.bench_function("contextual/linear thompson: P(best) over 10 arms", |b| {
-        b.iter(|| {
-            linear_thompson_choice(
-                &features,
-                1.0,
-                1.0,
-                &arm_refs,
-                Some(&posteriors),
-                black_box(&context),
-            )
-            .expect("decides")
-        })
+    let linear_choice = || {
+        linear_thompson_choice(
+            &features,
+            1.0,
+            (1.0, DEFAULT_CONTEXT_PRECISION),
+            &arm_refs,
+            Some(&posteriors),
+            black_box(&context),
+        )
+        .expect("decides")
+    };
+    // Per request: every arm's score distribution, one Thompson draw, P(best) of the drawn arm.
+    c.bench_function(
+        "contextual/linear thompson: draw + propensity, 10 arms",
+        |b| b.iter(|| linear_choice().draw.draw(black_box(0.37))),
+    );
+    // What a request used to cost: P(best) of every arm (now only for offline evaluation).
+    c.bench_function("contextual/linear thompson: P(best) of all 10 arms", |b| {
+        b.iter(|| linear_choice().draw.probabilities())
     });
 
     // A whole request: plain Thompson (precomputed P(best)) vs the reward model with SquareCB.

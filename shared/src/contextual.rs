@@ -10,9 +10,10 @@
 //!   `squarecb` (inverse-gap weighting, Foster & Rakhlin 2020, with `gamma`).
 //! - **`linear_thompson`**: Bayesian linear regression per arm over the snapshot's feature spec
 //!   (plus an intercept); the aggregator publishes each arm's mean and the Cholesky factor of
-//!   its precision in the posterior snapshot, no ONNX needed. The edge draws from P(arm is best)
-//!   computed by quadrature over the arms' independent normal score distributions — Thompson
-//!   sampling in distribution, as the Beta bandit does — so the logged propensity is exact.
+//!   its precision in the posterior snapshot, no ONNX needed. The edge draws every arm's score
+//!   from its normal posterior and serves the best (Thompson sampling), then computes P(arm is
+//!   best) by quadrature for the drawn arm only — the logged propensity — so a request costs
+//!   K − 1 normal CDFs per quadrature node, not K·(K − 1).
 //!
 //! Whatever keeps a contextual policy from deciding soundly — a feature the context lacks or a
 //! value the spec does not list, no loaded model, a model older than the snapshot's
@@ -25,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate::PosteriorSnapshot;
+use crate::bandit::choose_arm;
 use crate::decide::LoadedModel;
 use crate::model::{FeatureSpec, Model, build_features, lookup};
+use crate::ope::SplitMix64;
 use crate::snapshot::{Experiment, ModelRequirement, Snapshot};
 use crate::validate::{Issues, field, index};
 
@@ -50,7 +53,12 @@ const MAX_LINEAR_WIDTH: usize = 64;
 
 /// A contextual policy as the snapshot states it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum ContextualPolicy {
     RewardModel {
         /// A model named in the snapshot's `models`; its feature spec reads the context.
@@ -60,18 +68,31 @@ pub enum ContextualPolicy {
     LinearThompson {
         /// The context features, in the model manifests' format; an intercept is added.
         features: Vec<FeatureSpec>,
-        /// Scale of the posterior's spread (v in Agrawal & Goyal 2013): more is more exploration.
+        /// Scale of the posterior's spread (v in Agrawal & Goyal 2013), in units of the arm's
+        /// reward standard deviation: more is more exploration.
         #[serde(default = "one")]
         exploration: f64,
-        /// Prior precision λ: each arm starts at mean 0 with covariance v²/λ · I.
+        /// Prior precision λ of each arm's intercept (its overall reward).
         #[serde(default = "one")]
         prior_precision: f64,
+        /// Prior precision of each context coefficient, in pseudo-observations of "no effect":
+        /// larger than λ, so an arm is first judged on its overall reward, as plain Thompson
+        /// does, and context effects count once the data show them.
+        #[serde(default = "default_context_precision")]
+        context_precision: f64,
     },
 }
 
 fn one() -> f64 {
     1.0
 }
+
+fn default_context_precision() -> f64 {
+    DEFAULT_CONTEXT_PRECISION
+}
+
+/// Default prior precision of linear Thompson's context coefficients.
+pub const DEFAULT_CONTEXT_PRECISION: f64 = 100.0;
 
 /// How a reward model's scores become a distribution over arms.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -175,10 +196,65 @@ impl std::fmt::Display for Fallback {
 /// A contextual policy's distribution for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContextualChoice {
-    pub probabilities: Vec<f64>,
+    pub draw: ArmDraw,
     pub policy: &'static str,
     /// `name@version` of the reward model that scored the arms.
     pub model: Option<String>,
+}
+
+/// What a policy draws its arm from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArmDraw {
+    /// One exact probability per arm, drawn by inverse CDF.
+    Probabilities(Vec<f64>),
+    /// Independent normal scores N(means[i], spreads[i]²) per arm (linear Thompson): one score
+    /// per arm is drawn and the best is served, with its P(best) by quadrature as propensity.
+    NormalScores { means: Vec<f64>, spreads: Vec<f64> },
+}
+
+impl ArmDraw {
+    /// The arm index for the uniform `u` in [0, 1), and the probability it had.
+    pub fn draw(&self, u: f64) -> (usize, f64) {
+        match self {
+            ArmDraw::Probabilities(p) => {
+                let index = choose_arm(p, u);
+                (index, p.get(index).copied().unwrap_or(0.0))
+            }
+            ArmDraw::NormalScores { means, spreads } => {
+                // The scores are a function of `u` alone, so a sticky `u` keeps its arm.
+                let mut rng = SplitMix64(u.to_bits());
+                let index = (0..means.len())
+                    .map(|i| means[i] + spreads[i] * standard_normal(&mut rng))
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |best, (i, score)| {
+                        if score > best.1 { (i, score) } else { best }
+                    })
+                    .0;
+                let propensity = normal_best_probability(index, means, spreads);
+                if propensity > 0.0 && propensity.is_finite() {
+                    return (index, propensity);
+                }
+                // An arm too unlikely for the quadrature to resolve (P below ~1e-300): draw
+                // from the resolved probabilities instead, so the propensity stays positive.
+                ArmDraw::Probabilities(normal_best_probabilities(means, spreads)).draw(u)
+            }
+        }
+    }
+
+    /// Every arm's probability (offline use: evaluation, tests). For normal scores this is K
+    /// quadratures, which is why a request draws instead.
+    pub fn probabilities(&self) -> Vec<f64> {
+        match self {
+            ArmDraw::Probabilities(p) => p.clone(),
+            ArmDraw::NormalScores { means, spreads } => normal_best_probabilities(means, spreads),
+        }
+    }
+}
+
+/// One N(0, 1) draw (Box–Muller, cosine branch).
+fn standard_normal(rng: &mut SplitMix64) -> f64 {
+    let radius = libm::sqrt(-2.0 * libm::log(1.0 - rng.uniform()));
+    radius * libm::cos(2.0 * std::f64::consts::PI * rng.uniform())
 }
 
 /// Checks that every feature is present in the context with a usable value: a contextual
@@ -305,7 +381,7 @@ pub fn reward_model_choice(
     }
     let scores = reward_scores(model, arms, context)?;
     Ok(ContextualChoice {
-        probabilities: exploration.probabilities(&scores),
+        draw: ArmDraw::Probabilities(exploration.probabilities(&scores)),
         policy: exploration.name(),
         model: Some(format!("{}@{}", model.manifest().name, model.version())),
     })
@@ -338,10 +414,11 @@ pub fn contextual_choice(
             features,
             exploration,
             prior_precision,
+            context_precision,
         } => linear_thompson_choice(
             features,
             *exploration,
-            *prior_precision,
+            (*prior_precision, *context_precision),
             &arms,
             posteriors
                 .experiments
@@ -385,14 +462,19 @@ pub struct LinearArm {
 }
 
 impl LinearArm {
-    /// The prior: A = λI, b = 0.
-    pub fn prior(width: usize, prior_precision: f64) -> LinearArm {
+    /// The prior: A = diag(λ, λ_c, …, λ_c) (λ for the intercept, λ_c for each context
+    /// coefficient), b = 0.
+    pub fn prior(width: usize, prior_precision: f64, context_precision: f64) -> LinearArm {
         let mut precision = vec![0.0; width * width];
         let mut factor = vec![0.0; width * width];
-        let root = libm::sqrt(prior_precision);
         for i in 0..width {
-            precision[i * width + i] = prior_precision;
-            factor[i * width + i] = root;
+            let diagonal = if i == 0 {
+                prior_precision
+            } else {
+                context_precision
+            };
+            precision[i * width + i] = diagonal;
+            factor[i * width + i] = libm::sqrt(diagonal);
         }
         LinearArm {
             count: 0,
@@ -405,6 +487,16 @@ impl LinearArm {
 
     pub fn width(&self) -> usize {
         self.mean.len()
+    }
+
+    /// The arm's reward standard deviation, bounded from its mean reward: rewards lie in
+    /// [0, 1], so their variance is at most m(1 − m), with m = (Σr + 1) / (n + 2) (a uniform
+    /// prior on the rate; Σr is b's intercept slot). This is the spread plain Thompson's Beta
+    /// posterior has, so with no context effects linear Thompson explores as much as it does.
+    pub fn reward_spread(&self) -> f64 {
+        let rewards = self.reward_sum.first().copied().unwrap_or(0.0);
+        let rate = ((rewards + 1.0) / (self.count as f64 + 2.0)).clamp(0.0, 1.0);
+        libm::sqrt(rate * (1.0 - rate))
     }
 
     /// Adds one observation and recomputes the mean and factor; `false` (and nothing changed)
@@ -536,12 +628,12 @@ pub fn linear_width(features: &[FeatureSpec]) -> usize {
     1 + features.iter().map(FeatureSpec::width).sum::<usize>()
 }
 
-/// Linear Thompson for one request: P(arm is best) under each arm's normal score distribution.
+/// Linear Thompson for one request: each arm's normal score distribution for this context.
 /// `posteriors` maps arm keys to their published posterior; an arm without one has the prior.
 pub fn linear_thompson_choice(
     features: &[FeatureSpec],
     exploration: f64,
-    prior_precision: f64,
+    prior: (f64, f64),
     arms: &[&str],
     posteriors: Option<&BTreeMap<String, LinearArm>>,
     context: &Value,
@@ -549,7 +641,7 @@ pub fn linear_thompson_choice(
     check_context(features, context)?;
     let x = linear_features(features, context);
     let d = x.len();
-    let prior = LinearArm::prior(d, prior_precision);
+    let prior = LinearArm::prior(d, prior.0, prior.1);
     let mut means = Vec::with_capacity(arms.len());
     let mut spreads = Vec::with_capacity(arms.len());
     for arm in arms {
@@ -565,10 +657,10 @@ pub fn linear_thompson_choice(
         }
         means.push(dot(&x, &posterior.mean));
         let y = forward(&posterior.precision_factor, d, &x);
-        spreads.push(exploration.abs() * libm::sqrt(dot(&y, &y)));
+        spreads.push(exploration.abs() * posterior.reward_spread() * libm::sqrt(dot(&y, &y)));
     }
     Ok(ContextualChoice {
-        probabilities: normal_best_probabilities(&means, &spreads),
+        draw: ArmDraw::NormalScores { means, spreads },
         policy: "linear-thompson",
         model: None,
     })
@@ -583,35 +675,82 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// meaningful digits.
 const QUADRATURE_INTERVALS: usize = 128;
 const QUADRATURE_HALF_WIDTH: f64 = 8.0;
+/// Φ(x) for x above this is 1 in f64 (1 − Φ(8.5) ≈ 1e-17 is below half an ulp of 1).
+const SATURATED: f64 = 8.5;
+/// Below this Φ is computed exactly (erfc), so small probabilities keep their relative accuracy;
+/// above it a table serves (Φ ≥ 1.3e-3 there, so the table's 1e-11 is a relative 1e-8).
+const TABLE_FROM: f64 = -3.0;
+/// Grid step of the Φ table.
+const TABLE_STEP: f64 = 1.0 / 128.0;
 
-/// P(arm i has the highest score) for independent normal scores N(means[i], spreads[i]²).
+/// Φ and φ on a grid over [TABLE_FROM, SATURATED], built once per process (about 1,500 erfc).
+struct NormalTable {
+    cdf: Vec<f64>,
+    pdf: Vec<f64>,
+}
+
+fn normal_table() -> &'static NormalTable {
+    static TABLE: std::sync::OnceLock<NormalTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let nodes = ((SATURATED - TABLE_FROM) / TABLE_STEP) as usize + 1;
+        let x = |k: usize| TABLE_FROM + k as f64 * TABLE_STEP;
+        NormalTable {
+            cdf: (0..nodes).map(|k| exact_cdf(x(k))).collect(),
+            pdf: (0..nodes)
+                .map(|k| libm::exp(-0.5 * x(k) * x(k)) / libm::sqrt(2.0 * std::f64::consts::PI))
+                .collect(),
+        }
+    })
+}
+
+fn exact_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Φ(x): exact in the lower tail, 1 above `SATURATED`, and in between a cubic Hermite
+/// interpolation of the table with the exact derivative φ at both ends (error below 2e-11 for
+/// a step of 1/128: h⁴/384 · max|Φ⁗|). A quadrature evaluates Φ up to K·129 times per
+/// request, and this costs a few multiplications where erfc costs a hundred.
+fn standard_normal_cdf(x: f64) -> f64 {
+    if x > SATURATED {
+        return 1.0;
+    }
+    if x.is_nan() || x < TABLE_FROM {
+        return exact_cdf(x);
+    }
+    let table = normal_table();
+    let position = (x - TABLE_FROM) / TABLE_STEP;
+    let k = (position as usize).min(table.cdf.len() - 2);
+    let t = position - k as f64;
+    let (t2, t3) = (t * t, t * t * t);
+    (2.0 * t3 - 3.0 * t2 + 1.0) * table.cdf[k]
+        + (t3 - 2.0 * t2 + t) * TABLE_STEP * table.pdf[k]
+        + (-2.0 * t3 + 3.0 * t2) * table.cdf[k + 1]
+        + (t3 - t2) * TABLE_STEP * table.pdf[k + 1]
+}
+/// A node whose product of the other arms' CDFs falls below this adds less than 1e-17 to the
+/// integral (a node's weight h/3 · 4 · φ(z) is below 0.07), so the rest of its product is skipped.
+const NEGLIGIBLE: f64 = 1e-16;
+
+/// P(arm i has the highest score) for independent normal scores N(means[i], spreads[i]²),
+/// normalised to sum to 1 (see [`normal_best_probability`]).
+pub fn normal_best_probabilities(means: &[f64], spreads: &[f64]) -> Vec<f64> {
+    normalised(
+        (0..means.len())
+            .map(|i| normal_best_probability(i, means, spreads))
+            .collect(),
+    )
+}
+
+/// P(arm `i` has the highest score) for independent normal scores N(means[j], spreads[j]²).
 ///
 /// P_i = ∫ φ(z) Π_{j≠i} Φ((m_i + s_i z − m_j) / s_j) dz, by Simpson's rule in z. An arm with no
-/// spread is a point mass (its Φ a step). The result is normalised to sum to 1.
-pub fn normal_best_probabilities(means: &[f64], spreads: &[f64]) -> Vec<f64> {
-    let k = means.len();
-    if k == 0 {
-        return Vec::new();
-    }
-    let h = 2.0 * QUADRATURE_HALF_WIDTH / QUADRATURE_INTERVALS as f64;
-    let nodes: Vec<(f64, f64)> = (0..=QUADRATURE_INTERVALS)
-        .map(|n| {
-            let z = -QUADRATURE_HALF_WIDTH + n as f64 * h;
-            let simpson = if n == 0 || n == QUADRATURE_INTERVALS {
-                1.0
-            } else if n % 2 == 1 {
-                4.0
-            } else {
-                2.0
-            };
-            let density = libm::exp(-0.5 * z * z) / libm::sqrt(2.0 * std::f64::consts::PI);
-            (z, simpson * h / 3.0 * density)
-        })
-        .collect();
+/// spread is a point mass (its Φ a step).
+pub fn normal_best_probability(i: usize, means: &[f64], spreads: &[f64]) -> f64 {
     let cdf = |t: f64, j: usize| -> f64 {
         let s = spreads[j];
         if s > 0.0 {
-            0.5 * libm::erfc(-(t - means[j]) / (s * std::f64::consts::SQRT_2))
+            standard_normal_cdf((t - means[j]) / s)
         } else if t > means[j] {
             1.0
         } else if t < means[j] {
@@ -620,29 +759,50 @@ pub fn normal_best_probabilities(means: &[f64], spreads: &[f64]) -> Vec<f64> {
             0.5
         }
     };
-    let p: Vec<f64> = (0..k)
-        .map(|i| {
-            if spreads[i] > 0.0 {
-                nodes
-                    .iter()
-                    .map(|&(z, weight)| {
-                        let t = means[i] + spreads[i] * z;
-                        weight
-                            * (0..k)
-                                .filter(|&j| j != i)
-                                .map(|j| cdf(t, j))
-                                .product::<f64>()
-                    })
-                    .sum()
-            } else {
-                (0..k)
-                    .filter(|&j| j != i)
-                    .map(|j| cdf(means[i], j))
-                    .product()
+    // The strongest competitors first, so a node where arm i is almost surely beaten stops
+    // after a CDF or two.
+    let mut competitors: Vec<usize> = (0..means.len()).filter(|&j| j != i).collect();
+    competitors.sort_by(|&a, &b| means[b].total_cmp(&means[a]));
+    let others_below = |t: f64| -> f64 {
+        let mut product = 1.0;
+        for &j in &competitors {
+            product *= cdf(t, j);
+            if product < NEGLIGIBLE {
+                return 0.0;
             }
-        })
-        .collect();
-    normalised(p)
+        }
+        product
+    };
+    let point_mass = spreads[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater);
+    if point_mass {
+        return others_below(means[i]);
+    }
+    quadrature_nodes()
+        .iter()
+        .map(|&(z, weight)| weight * others_below(means[i] + spreads[i] * z))
+        .sum()
+}
+
+/// Simpson's nodes z over ±8 and their weights h/3 · (1, 4, 2, …, 4, 1) · φ(z), built once.
+fn quadrature_nodes() -> &'static [(f64, f64)] {
+    static NODES: std::sync::OnceLock<Vec<(f64, f64)>> = std::sync::OnceLock::new();
+    NODES.get_or_init(|| {
+        let h = 2.0 * QUADRATURE_HALF_WIDTH / QUADRATURE_INTERVALS as f64;
+        (0..=QUADRATURE_INTERVALS)
+            .map(|n| {
+                let z = -QUADRATURE_HALF_WIDTH + n as f64 * h;
+                let simpson = if n == 0 || n == QUADRATURE_INTERVALS {
+                    1.0
+                } else if n % 2 == 1 {
+                    4.0
+                } else {
+                    2.0
+                };
+                let density = libm::exp(-0.5 * z * z) / libm::sqrt(2.0 * std::f64::consts::PI);
+                (z, simpson * h / 3.0 * density)
+            })
+            .collect()
+    })
 }
 
 /// Snapshot checks for one experiment's contextual policy, as `path: reason`.
@@ -693,6 +853,7 @@ pub fn check(
             features,
             exploration,
             prior_precision,
+            context_precision,
         } => {
             if features.is_empty() {
                 issues.push(field(path, "features"), "must list at least one feature");
@@ -722,6 +883,12 @@ pub fn check(
             }
             if !(prior_precision.is_finite() && *prior_precision > 0.0) {
                 issues.push(field(path, "priorPrecision"), "must be a finite number > 0");
+            }
+            if !(context_precision.is_finite() && *context_precision > 0.0) {
+                issues.push(
+                    field(path, "contextPrecision"),
+                    "must be a finite number > 0",
+                );
             }
         }
     }
@@ -778,9 +945,104 @@ mod tests {
     }
 
     #[test]
+    fn a_draw_follows_p_best_and_logs_its_propensity() {
+        let means = [0.10, 0.12, 0.05, 0.11];
+        let spreads = [0.03, 0.05, 0.02, 0.01];
+        let want = normal_best_probabilities(&means, &spreads);
+        let draw = ArmDraw::NormalScores {
+            means: means.to_vec(),
+            spreads: spreads.to_vec(),
+        };
+        let n = 20_000;
+        let mut counts = [0usize; 4];
+        for j in 0..n {
+            let u = (j as f64 + 0.5) / n as f64;
+            let (index, propensity) = draw.draw(u);
+            counts[index] += 1;
+            // The drawn arm's own integral, against the normalised vector: they differ by the
+            // quadrature's error (~1e-8 here, where one arm is five times narrower).
+            assert!(
+                (propensity - want[index]).abs() < 1e-6,
+                "{propensity} vs {want:?}"
+            );
+            if j % 100 == 0 {
+                // The same uniform (a sticky unit) draws the same arm.
+                assert_eq!(draw.draw(u).0, index);
+            }
+        }
+        for (i, &count) in counts.iter().enumerate() {
+            let p = want[i];
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            let seen = count as f64 / n as f64;
+            assert!((seen - p).abs() < 4.5 * sd + 1e-4, "arm {i}: {seen} vs {p}");
+        }
+    }
+
+    #[test]
+    fn context_effects_are_shrunk_until_the_data_show_them() {
+        // 20 mobile rows all rewarded, 20 desktop rows none: with λ_c = 1 each device gets its
+        // own rate; with the default λ_c both stay near the arm's overall rate of 1/2.
+        let mean_for = |context_precision: f64, device: [f64; 3]| {
+            let mut arm = LinearArm::prior(3, 1.0, context_precision);
+            for _ in 0..20 {
+                arm.learn(&[1.0, 1.0, 0.0], 1.0);
+                arm.learn(&[1.0, 0.0, 1.0], 0.0);
+            }
+            dot(&device, &arm.mean)
+        };
+        let (mobile, desktop) = ([1.0, 1.0, 0.0], [1.0, 0.0, 1.0]);
+        assert!(mean_for(1.0, mobile) > 0.9 && mean_for(1.0, desktop) < 0.1);
+        let shrunk = DEFAULT_CONTEXT_PRECISION;
+        assert!((mean_for(shrunk, mobile) - 0.5).abs() < 0.1);
+        assert!((mean_for(shrunk, desktop) - 0.5).abs() < 0.1);
+    }
+
+    #[test]
+    fn the_spread_scales_with_the_arms_reward_deviation() {
+        // 1000 rows at a 10 % reward: the score's spread is sqrt(m(1 − m)) ≈ 0.3 times the
+        // unit-variance spread ‖L⁻¹x‖, as a Beta posterior's would be.
+        let mut arm = LinearArm::prior(3, 1.0, 1.0);
+        for i in 0..1000 {
+            arm.learn(&[1.0, 1.0, 0.0], if i % 10 == 0 { 1.0 } else { 0.0 });
+        }
+        let rate = 101.0 / 1002.0;
+        assert!((arm.reward_spread() - f64::sqrt(rate * (1.0 - rate))).abs() < 1e-12);
+        assert_eq!(LinearArm::prior(3, 1.0, 1.0).reward_spread(), 0.5);
+        let posteriors = BTreeMap::from([("a".to_owned(), arm.clone()), ("b".to_owned(), arm)]);
+        let choice = linear_thompson_choice(
+            &device_features(),
+            2.0,
+            (1.0, 1.0),
+            &["a", "b"],
+            Some(&posteriors),
+            &json!({"device": "mobile"}),
+        )
+        .unwrap();
+        let ArmDraw::NormalScores { spreads, .. } = choice.draw else {
+            panic!("linear Thompson draws normal scores");
+        };
+        let y = forward(&posteriors["a"].precision_factor, 3, &[1.0, 1.0, 0.0]);
+        let unit = dot(&y, &y).sqrt();
+        assert!((spreads[0] - 2.0 * posteriors["a"].reward_spread() * unit).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_cdf_table_matches_erfc() {
+        let mut worst: f64 = 0.0;
+        for i in 0..=40_000 {
+            let x = -10.0 + i as f64 * 0.0005 + 1e-7;
+            let (got, want) = (standard_normal_cdf(x), exact_cdf(x));
+            worst = worst.max((got - want).abs() / want.max(1e-300));
+        }
+        assert!(worst < 1e-8, "relative error {worst}");
+        assert_eq!(standard_normal_cdf(9.0), 1.0);
+        assert!(standard_normal_cdf(f64::NAN).is_nan());
+    }
+
+    #[test]
     fn linear_arm_learns_a_known_line() {
         // Reward 0.2 + 0.6·x exactly: the posterior mean approaches (0.2, 0.6).
-        let mut arm = LinearArm::prior(2, 1.0);
+        let mut arm = LinearArm::prior(2, 1.0, 1.0);
         for i in 0..2000 {
             let x = f64::from(i % 2);
             assert!(arm.learn(&[1.0, x], 0.2 + 0.6 * x));
@@ -803,8 +1065,8 @@ mod tests {
     fn linear_thompson_prefers_the_arm_that_wins_for_this_context() {
         let features = device_features();
         let mut posteriors = BTreeMap::new();
-        let mut a = LinearArm::prior(3, 1.0);
-        let mut b = LinearArm::prior(3, 1.0);
+        let mut a = LinearArm::prior(3, 1.0, 1.0);
+        let mut b = LinearArm::prior(3, 1.0, 1.0);
         for i in 0..400 {
             let mobile = i % 2 == 0;
             let x = [
@@ -821,13 +1083,14 @@ mod tests {
             linear_thompson_choice(
                 &features,
                 0.5,
-                1.0,
+                (1.0, 1.0),
                 &["a", "b"],
                 Some(&posteriors),
                 &json!({"device": device}),
             )
             .unwrap()
-            .probabilities
+            .draw
+            .probabilities()
         };
         assert!(choose("mobile")[0] > 0.99);
         assert!(choose("desktop")[1] > 0.99);
@@ -837,8 +1100,8 @@ mod tests {
     fn missing_or_unlisted_features_fall_back() {
         let features = device_features();
         let run = |context: Value| {
-            linear_thompson_choice(&features, 1.0, 1.0, &["a", "b"], None, &context)
-                .map(|c| c.probabilities)
+            linear_thompson_choice(&features, 1.0, (1.0, 1.0), &["a", "b"], None, &context)
+                .map(|c| c.draw.probabilities())
         };
         assert_eq!(run(json!({})).unwrap_err().code, "missing_feature");
         assert_eq!(
@@ -856,11 +1119,11 @@ mod tests {
             1e-9
         ));
         let mut wrong = BTreeMap::new();
-        wrong.insert("a".to_owned(), LinearArm::prior(2, 1.0));
+        wrong.insert("a".to_owned(), LinearArm::prior(2, 1.0, 1.0));
         let err = linear_thompson_choice(
             &features,
             1.0,
-            1.0,
+            (1.0, 1.0),
             &["a", "b"],
             Some(&wrong),
             &json!({"device": "mobile"}),

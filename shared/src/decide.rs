@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::PosteriorSnapshot;
-use crate::bandit::{ArmStats, arm_probabilities, choose_arm};
-use crate::contextual::{LOGGED_CONTEXT_KEYS, contextual_choice, reward_model_names};
+use crate::bandit::{ArmStats, arm_probabilities};
+use crate::contextual::{ArmDraw, LOGGED_CONTEXT_KEYS, contextual_choice, reward_model_names};
 use crate::event::{ConsentState, Event, EventKind};
 use crate::flags::{FlagResolution, evaluate_rule, is_truthy};
 use crate::gate::{GateAction, GateVerdict, fraud_model, gate};
@@ -349,10 +349,10 @@ fn assign(
             context,
         )
     });
-    let (probabilities, policy, model, fallback) = match contextual {
-        Some(Ok(choice)) => (choice.probabilities, choice.policy, choice.model, None),
+    let (draw, policy, model, fallback) = match contextual {
+        Some(Ok(choice)) => (choice.draw, choice.policy, choice.model, None),
         other => (
-            probabilities_for(experiment, input.posteriors),
+            ArmDraw::Probabilities(probabilities_for(experiment, input.posteriors)),
             policy_name(&experiment.policy),
             None,
             other.and_then(Result::err).map(|f| f.to_string()),
@@ -366,14 +366,14 @@ fn assign(
             unit_uniform(&[&experiment.key, &fingerprint, "arm", unit, &epoch])
         }
     };
-    let index = choose_arm(&probabilities, u);
+    let (index, propensity) = draw.draw(u);
     let arm = &experiment.arms[index];
     let decision_id = decision_id(input, &experiment.key);
     let token = DecisionToken {
         decision_id: decision_id.clone(),
         experiment: experiment.key.clone(),
         arm: arm.key.clone(),
-        propensity: probabilities[index],
+        propensity,
         policy_version: input.snapshot.version.clone(),
         issued_at: input.now,
         unit: unit.to_owned(),
@@ -381,7 +381,7 @@ fn assign(
     Some(Assignment {
         experiment: experiment.key.clone(),
         arm: arm.key.clone(),
-        propensity: probabilities[index],
+        propensity,
         policy,
         model,
         fallback,

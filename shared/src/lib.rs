@@ -65,9 +65,9 @@ pub use console::{
     logout, unauthorized, whoami,
 };
 pub use contextual::{
-    ARM_OUTPUT_PREFIX, ContextualChoice, ContextualPolicy, Exploration, Fallback, LinearArm,
-    contextual_choice, linear_features, linear_thompson_choice, normal_best_probabilities,
-    reward_model_choice,
+    ARM_OUTPUT_PREFIX, ArmDraw, ContextualChoice, ContextualPolicy, DEFAULT_CONTEXT_PRECISION,
+    Exploration, Fallback, LinearArm, contextual_choice, linear_features, linear_thompson_choice,
+    normal_best_probabilities, normal_best_probability, reward_model_choice,
 };
 pub use decide::{Assignment, DecideInput, Keys, LoadedModel, PageDecision, decide};
 pub use edge::{
@@ -91,9 +91,9 @@ pub use model::{
     canary_serves_candidate,
 };
 pub use ope::{
-    ArmDistribution, Diagnostics, Estimate, IntervalMethod, OpeReport, ScoredRow, ScoredRows,
-    SnapshotPolicy, SplitMix64, TargetPolicy, UniformPolicy, cross_fitted_means, evaluate,
-    normal_quantile, score_rows,
+    ArmDistribution, ContextualSnapshotPolicy, Diagnostics, Estimate, IntervalMethod, OpeReport,
+    ScoredRow, ScoredRows, SnapshotPolicy, SplitMix64, TargetPolicy, UniformPolicy,
+    cross_fitted_means, evaluate, model_estimates, normal_quantile, score_rows,
 };
 pub use request::{
     PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id,

@@ -16,13 +16,16 @@
 //! method) or a percentile bootstrap over rows whose seed is an argument. Everything here is a
 //! pure function of its inputs.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate::PosteriorSnapshot;
-use crate::decide::probabilities_for;
+use crate::contextual::{contextual_choice, reward_scores};
+use crate::decide::{LoadedModel, probabilities_for};
+use crate::model::Model;
 use crate::snapshot::{ExperimentStatus, Snapshot};
 use crate::training::TrainingRow;
 
@@ -90,6 +93,95 @@ impl TargetPolicy for SnapshotPolicy {
         })?;
         on_row_arms(by_arm, row)
     }
+}
+
+/// A snapshot whose experiments may be contextual, as `decide` would draw for each row's logged
+/// context: the contextual policy's distribution (a reward model with its exploration, or
+/// linear Thompson's P(best) with the posteriors' linear arms) or, wherever that policy would
+/// fall back (a feature missing from the row, no such model given, …), the plain policy's.
+/// Fallbacks are counted by code. Models are given as loaded; the canary split does not apply
+/// (rows carry no unit), so each model's `stable` version scores.
+pub struct ContextualSnapshotPolicy<'a> {
+    snapshot: &'a Snapshot,
+    posteriors: &'a PosteriorSnapshot,
+    models: &'a [LoadedModel<'a>],
+    plain: SnapshotPolicy,
+    fallbacks: RefCell<BTreeMap<String, usize>>,
+}
+
+impl<'a> ContextualSnapshotPolicy<'a> {
+    pub fn new(
+        snapshot: &'a Snapshot,
+        posteriors: &'a PosteriorSnapshot,
+        models: &'a [LoadedModel<'a>],
+    ) -> Self {
+        Self {
+            snapshot,
+            posteriors,
+            models,
+            plain: SnapshotPolicy::new(snapshot, posteriors),
+            fallbacks: RefCell::default(),
+        }
+    }
+
+    /// Rows the plain policy answered for, by fallback code.
+    pub fn fallbacks(&self) -> BTreeMap<String, usize> {
+        self.fallbacks.borrow().clone()
+    }
+}
+
+impl TargetPolicy for ContextualSnapshotPolicy<'_> {
+    fn distribution(&self, row: &TrainingRow) -> Result<Vec<f64>, String> {
+        let contextual = self
+            .snapshot
+            .experiment(&row.experiment)
+            .filter(|e| matches!(e.status, ExperimentStatus::Running))
+            .and_then(|e| e.contextual.as_ref().map(|policy| (e, policy)));
+        if let Some((experiment, policy)) = contextual {
+            let context = Value::Object(row.context.clone().into_iter().collect());
+            let choice = contextual_choice(
+                policy,
+                experiment,
+                self.snapshot,
+                self.posteriors,
+                self.models,
+                "",
+                &context,
+            );
+            match choice {
+                Ok(choice) => {
+                    let by_arm: BTreeMap<String, f64> = experiment
+                        .arms
+                        .iter()
+                        .map(|a| a.key.clone())
+                        .zip(choice.draw.probabilities())
+                        .collect();
+                    return on_row_arms(&by_arm, row);
+                }
+                Err(fallback) => {
+                    *self
+                        .fallbacks
+                        .borrow_mut()
+                        .entry(fallback.code.to_owned())
+                        .or_default() += 1;
+                }
+            }
+        }
+        self.plain.distribution(row)
+    }
+}
+
+/// A reward model's estimate of every arm's reward for each row's logged context (`row.arms`
+/// order), for doubly robust. A row the model cannot score (a feature missing from its context,
+/// an arm without an output) gets no estimates, so `score_rows` skips it with the reason.
+pub fn model_estimates(model: &Model, rows: &[TrainingRow]) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|row| {
+            let context = Value::Object(row.context.clone().into_iter().collect());
+            let arms: Vec<&str> = row.arms.iter().map(String::as_str).collect();
+            reward_scores(model, &arms, &context).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// An explicit distribution over arms, one for all rows or one per value of a context feature.

@@ -282,6 +282,7 @@ pub fn learn_linear(
         let Some(ContextualPolicy::LinearThompson {
             features,
             prior_precision,
+            context_precision,
             ..
         }) = &experiment.contextual
         else {
@@ -306,10 +307,10 @@ pub fn learn_linear(
             .or_default()
             .linear
             .entry(row.arm.clone())
-            .or_insert_with(|| LinearArm::prior(x.len(), *prior_precision));
+            .or_insert_with(|| LinearArm::prior(x.len(), *prior_precision, *context_precision));
         if arm.width() != x.len() {
             // The feature spec changed: start this arm afresh.
-            *arm = LinearArm::prior(x.len(), *prior_precision);
+            *arm = LinearArm::prior(x.len(), *prior_precision, *context_precision);
         }
         if arm.learn(&x, row.reward) {
             posteriors.applied.insert(key, time);

@@ -82,7 +82,7 @@ fn the_reward_model_decides_with_its_exact_probability_and_is_logged() {
     let exploration = Exploration::Softmax { temperature: 0.2 };
     let choice = reward_model_choice(Some(&model), None, &exploration, &refs, &context).unwrap();
     let index = refs.iter().position(|a| *a == assignment.arm).unwrap();
-    assert_eq!(assignment.propensity, choice.probabilities[index]);
+    assert_eq!(assignment.propensity, choice.draw.probabilities()[index]);
     let exposure = &decision.events[0];
     assert_eq!(exposure.policy.as_deref(), Some("softmax"));
     assert_eq!(exposure.model_versions["reward10"], "1.0.0");
@@ -104,7 +104,8 @@ fn different_contexts_get_different_distributions() {
             &json!({"device": device, "returning": false, "referrerClass": "search"}),
         )
         .unwrap()
-        .probabilities
+        .draw
+        .probabilities()
     };
     let (mobile, desktop) = (p("mobile"), p("desktop"));
     assert!((mobile.iter().sum::<f64>() - 1.0).abs() < 1e-12);
