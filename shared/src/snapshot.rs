@@ -449,9 +449,17 @@ impl Snapshot {
                 i
             })),
         }
+        // Against the document, not the parsed set: one invalid flag must not make every effect
+        // report its flag missing.
+        let declared = |flag: &str| {
+            snapshot
+                .flags
+                .get("flags")
+                .is_some_and(|flags| flags.get(flag).is_some())
+        };
         for (i, effect) in snapshot.flag_effects.iter().enumerate() {
             let path = index("flagEffects", i);
-            if !snapshot.flag_set.contains(&effect.flag) {
+            if !declared(&effect.flag) {
                 issues.push(
                     field(&path, "flag"),
                     format!("no flag named {:?}", effect.flag),
