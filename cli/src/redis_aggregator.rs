@@ -10,6 +10,12 @@
 //! The posteriors are written under `WATCH`/`MULTI`, so several aggregators can share one
 //! group without losing each other's updates. Entries that are not events go to a dead-letter
 //! stream and are acknowledged, so one bad message cannot wedge the group.
+//!
+//! As the Worker's consumer does, it joins exposures and rewards into training rows (the join
+//! state lives beside the posteriors and is written in the same transaction), teaches linear
+//! Thompson experiments the joined rows, and with `--store` writes them as hour-partitioned
+//! NDJSON objects to the S3-compatible store before the transaction commits (same rows, same
+//! key: a retried batch rewrites the same objects).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +24,13 @@ use redis::streams::{
 };
 use redis::{Commands, Connection, RedisResult};
 use serde_json::json;
-use stellwerk_core::{ApplyReport, Event, PosteriorSnapshot, Snapshot, apply_events};
+use stellwerk_core::s3::ObjectStore;
+use stellwerk_core::{
+    ApplyReport, Event, PosteriorSnapshot, Snapshot, TrainingJoin, apply_events, join_training,
+    learn_linear, training_batches,
+};
+
+use crate::spin_sync::{StoreKeys, put};
 
 /// The stream the Spin component adds events to.
 pub const EVENTS_STREAM: &str = "stellwerk:events";
@@ -54,6 +66,16 @@ pub struct AggregateArgs {
     /// Stop once nothing is pending or new.
     #[arg(long)]
     once: bool,
+    /// Object store for the training rows (`https://bucket.s3.example.com/stellwerk`); without
+    /// it rows are joined and learned from but not written.
+    #[arg(long)]
+    store: Option<String>,
+    #[command(flatten)]
+    keys: StoreKeys,
+    /// How long an exposure waits for its reward before it becomes a training row (the
+    /// Worker's TRAINING_JOIN_SECONDS).
+    #[arg(long, default_value_t = 1800)]
+    join_seconds: u64,
     /// Test hook: exit with status 3 after writing the posteriors of this many batches,
     /// before acknowledging the last one (what a crash at the worst moment looks like).
     #[arg(long, hide = true)]
@@ -62,6 +84,7 @@ pub struct AggregateArgs {
 
 const SNAPSHOT_KEY: &str = "snapshot:active";
 const POSTERIORS_KEY: &str = "posteriors:active";
+const TRAINING_JOIN_KEY: &str = "training:join";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -82,6 +105,11 @@ pub fn run(args: &AggregateArgs) -> Result<(), String> {
     let mut kv = redis::Client::open(args.kv_redis.as_deref().unwrap_or(&args.redis))
         .and_then(|c| c.get_connection())
         .map_err(err("kv redis"))?;
+    let store = args
+        .store
+        .as_deref()
+        .map(|base| args.keys.store(base))
+        .transpose()?;
     create_group(&mut events, &args.group)?;
     let mut batches = 0u64;
     loop {
@@ -100,11 +128,11 @@ pub fn run(args: &AggregateArgs) -> Result<(), String> {
             }
             continue;
         }
-        let report = apply_batch(&mut kv, &batch)?;
+        let report = apply_batch(&mut kv, &batch, store.as_ref(), args.join_seconds)?;
         batches += 1;
         println!(
             "{}",
-            json!({ "batch": batches, "entries": batch.len(), "report": report.0, "posteriorsVersion": report.1, "deadLetters": report.2 })
+            json!({ "batch": batches, "entries": batch.len(), "report": report.0, "posteriorsVersion": report.1, "deadLetters": report.2, "trainingRows": report.4 })
         );
         if args.exit_before_ack == Some(batches) {
             std::process::exit(3);
@@ -168,11 +196,14 @@ fn claim(con: &mut Connection, args: &AggregateArgs) -> Result<Vec<StreamId>, St
 /// An entry that is not an event: its id and why.
 type DeadLetter = (String, String);
 
-/// Folds a batch into the posteriors and writes them, atomically against other aggregators.
+/// Folds a batch into the posteriors and the training join and writes both, atomically against
+/// other aggregators; the batch's training rows reach the store first.
 fn apply_batch(
     kv: &mut Connection,
     batch: &[StreamId],
-) -> Result<(ApplyReport, u64, usize, Vec<DeadLetter>), String> {
+    store: Option<&ObjectStore>,
+    join_seconds: u64,
+) -> Result<(ApplyReport, u64, usize, Vec<DeadLetter>, usize), String> {
     let mut parsed = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
     for entry in batch {
@@ -186,8 +217,8 @@ fn apply_batch(
         }
     }
     let now = now();
-    let (report, version): (ApplyReport, u64) =
-        redis::transaction(kv, &[POSTERIORS_KEY], |kv, pipe| {
+    let (report, version, rows): (ApplyReport, u64, usize) =
+        redis::transaction(kv, &[POSTERIORS_KEY, TRAINING_JOIN_KEY], |kv, pipe| {
             let snapshot: Option<Vec<u8>> = kv.get(SNAPSHOT_KEY)?;
             let Some(snapshot) = snapshot else {
                 return Err(redis::RedisError::from((
@@ -215,14 +246,33 @@ fn apply_batch(
             };
             let before = posteriors.version;
             let report = apply_events(&mut posteriors, &parsed, &snapshot, now);
+            let stored: Option<Vec<u8>> = kv.get(TRAINING_JOIN_KEY)?;
+            // An unreadable join state costs the rows it held, never the posteriors.
+            let mut join = stored
+                .and_then(|bytes| TrainingJoin::parse(&bytes).ok())
+                .unwrap_or_default();
+            let rows = join_training(&mut join, &parsed, &snapshot, now, join_seconds);
+            learn_linear(&mut posteriors, &rows, &snapshot, now);
+            if let Some(store) = store {
+                for batch in training_batches(&rows) {
+                    put(store, &batch.key, batch.body.as_bytes()).map_err(|e| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Io,
+                            "training rows not written",
+                            e,
+                        ))
+                    })?;
+                }
+            }
             if posteriors.version != before {
                 pipe.set(POSTERIORS_KEY, posteriors.to_json()).ignore();
             } else {
                 pipe.get(POSTERIORS_KEY).ignore();
             }
+            pipe.set(TRAINING_JOIN_KEY, join.to_json()).ignore();
             let done: Option<()> = pipe.query(kv)?;
-            Ok(done.map(|()| (report, posteriors.version)))
+            Ok(done.map(|()| (report, posteriors.version, rows.len())))
         })
         .map_err(err("posteriors"))?;
-    Ok((report, version, dead.len(), dead))
+    Ok((report, version, dead.len(), dead, rows))
 }

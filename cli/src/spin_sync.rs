@@ -31,6 +31,13 @@ pub struct SyncArgs {
     /// Redis backing Spin's key-value store.
     #[arg(long)]
     redis: String,
+    #[command(flatten)]
+    keys: StoreKeys,
+}
+
+/// The object store's access keys: with them, requests are signed with AWS SigV4.
+#[derive(clap::Args)]
+pub struct StoreKeys {
     /// Access key id: with the secret, requests are signed with AWS SigV4.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     access_key_id: Option<String>,
@@ -41,6 +48,25 @@ pub struct SyncArgs {
     region: String,
     #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
     session_token: Option<String>,
+}
+
+impl StoreKeys {
+    /// The store at `base`, signing when keys are given.
+    pub fn store(&self, base: &str) -> Result<ObjectStore, String> {
+        let credentials = match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), Some(secret)) => Some(S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                region: self.region.clone(),
+                session_token: self.session_token.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err("give both --access-key-id and --secret-access-key, or neither".into());
+            }
+        };
+        ObjectStore::new(base, credentials)
+    }
 }
 
 fn now() -> u64 {
@@ -76,20 +102,29 @@ fn fetch(store: &ObjectStore, key: &str) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
+/// Writes an object; any answer but 2xx is an error.
+pub fn put(store: &ObjectStore, key: &str, body: &[u8]) -> Result<(), String> {
+    let request = store.request("PUT", key, body, now());
+    let mut put = ureq::put(&request.url)
+        .config()
+        .http_status_as_error(false)
+        .build();
+    for (name, value) in &request.headers {
+        put = put.header(name, value);
+    }
+    let response = put
+        .send(body)
+        .map_err(|e| format!("PUT {}: {e}", request.url))?;
+    match response.status().as_u16() {
+        200..=299 => Ok(()),
+        status => Err(format!("PUT {}: the store answered {status}", request.url)),
+    }
+}
+
 /// Runs one sync. `Ok(false)` (exit status 1) when anything was refused (recorded, last good
 /// kept); `Err` when the store or Redis could not be read (nothing changed).
 pub fn run(args: &SyncArgs) -> Result<bool, String> {
-    let credentials = match (&args.access_key_id, &args.secret_access_key) {
-        (Some(id), Some(secret)) => Some(S3Credentials {
-            access_key_id: id.clone(),
-            secret_access_key: secret.clone(),
-            region: args.region.clone(),
-            session_token: args.session_token.clone(),
-        }),
-        (None, None) => None,
-        _ => return Err("give both --access-key-id and --secret-access-key, or neither".into()),
-    };
-    let store = ObjectStore::new(&args.store, credentials)?;
+    let store = args.keys.store(&args.store)?;
     let manifest = fetch(&store, MANIFEST_KEY)?
         .ok_or_else(|| format!("no {MANIFEST_KEY} in the object store"))?;
     let mut kv = redis::Client::open(args.redis.as_str())

@@ -194,6 +194,33 @@ test('the aggregator moves the posteriors and the component picks them up; a cra
   assert.equal(Object.keys(probabilities).length, 3);
 });
 
+test('the aggregator joins training rows and writes them to the object store, signed, as the Worker does to R2', async () => {
+  assert.equal((await stack.aggregate('--once')).status, 0);
+  const sent = await views(2500, 2520);
+  const { accessKeyId, secretAccessKey, region } = stack.credentials;
+  const putsBefore = stack.store.requests.filter((r) => r.method === 'PUT').length;
+  const joined = await stack.aggregate('--once', '--join-seconds', '0', '--store', `${stack.store.url}/bucket/stellwerk`,
+    '--access-key-id', accessKeyId, '--secret-access-key', secretAccessKey, '--region', region);
+  assert.equal(joined.status, 0);
+  const rowsReported = joined.lines.reduce((sum, line) => sum + line.trainingRows, 0);
+  const puts = stack.store.requests.filter((r) => r.method === 'PUT').slice(putsBefore);
+  assert.ok(puts.length > 0, 'training batches were written');
+  for (const put of puts) {
+    assert.match(put.key, /^bucket\/stellwerk\/logs\/training\/dt=\d{4}-\d{2}-\d{2}\/hour=\d{2}\/[0-9a-f]+\.ndjson$/);
+    assert.equal(put.signed, true, put.key);
+  }
+  const rows = puts.flatMap((put) => stack.store.objects.get(put.key).toString().trim().split('\n').map((line) => JSON.parse(line)));
+  assert.equal(rows.length, rowsReported);
+  const hero = rows.filter((row) => row.experiment === 'hero-headline');
+  // Every view of this test became a row (earlier tests' exposures may join them).
+  assert.ok(hero.length >= Object.values(sent).reduce((a, b) => a + b, 0), `${hero.length} hero rows`);
+  for (const row of hero) {
+    assert.ok(row.decision && row.arm && row.propensity > 0 && row.propensity <= 1, JSON.stringify(row));
+    assert.ok(row.reward === 0 || row.reward === 1, `a click's reward: ${row.reward}`);
+  }
+  assert.equal(new Set(rows.map((row) => row.decision)).size, rows.length, 'one row per decision');
+});
+
 test('a dead consumer\'s pending entries are claimed by another, after SIGKILL mid-stream', async () => {
   const start = heroCounts();
   const sent = await views(3000, 3040);
@@ -265,6 +292,7 @@ test('a client over the short-window rate limit is blocked, counted in Redis; an
 test('admin routes need the bearer token; with it, snapshots are validated before they are stored', async () => {
   const routes = [['GET', '/_stellwerk/status'], ['POST', '/_stellwerk/conformance'], ['PUT', '/_stellwerk/admin/snapshot'],
     ['PUT', '/_stellwerk/admin/objects/x.json'], ['POST', '/_stellwerk/admin/sync']];
+  const storeRequestsBefore = stack.store.requests.length;
   for (const [method, path] of routes) {
     for (const authorization of [undefined, 'Bearer wrong-token', stack.adminToken]) {
       const response = await fetch(stack.url + path, { method, headers: authorization ? { authorization } : {}, body: method === 'GET' ? undefined : '{}' });
@@ -272,7 +300,7 @@ test('admin routes need the bearer token; with it, snapshots are validated befor
       assert.deepEqual(await response.json(), { error: 'unauthorized', reason: 'this route needs the admin bearer token' });
     }
   }
-  assert.equal(stack.store.requests.length, 0, 'nothing reached the object store');
+  assert.equal(stack.store.requests.length, storeRequestsBefore, 'nothing reached the object store');
 
   const broken = await stack.admin('/_stellwerk/admin/snapshot', { method: 'PUT', body: JSON.stringify({ ...SNAPSHOT, version: 'bad', experiments: [{ key: 5 }] }) });
   assert.equal(broken.status, 422);
