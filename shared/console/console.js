@@ -185,7 +185,7 @@ function armChart(container, { title, arms, values, intervals, format }) {
   }, data, container);
 }
 
-function timeChart(container, { title, at, series, format }) {
+function timeChart(container, { title, at, series, format, span }) {
   if (at.length === 0) {
     container.append(el('p', { class: 'hint' }, 'No history yet: it fills as the aggregator counts events.'));
     return null;
@@ -195,7 +195,8 @@ function timeChart(container, { title, at, series, format }) {
     title,
     width: 480,
     height: 260,
-    scales: { x: { time: true } },
+    // `span` pins the time axis (a single interval of shares would otherwise span years).
+    scales: { x: span ? { time: true, auto: false, range: span } : { time: true } },
     axes: [{}, { size: 64, values: (u, splits) => splits.map(format) }],
     series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLOURS[i % COLOURS.length], width: 2, value: (u, v) => (v === null || v === undefined ? '' : format(v)) }))],
   }, [at, ...keys.map((key) => series[key])], container);
@@ -235,7 +236,10 @@ async function experimentPage(key) {
   );
   armChart(charts.rate, { title: `Conversion rate with ${level} % interval`, arms: arms.map((a) => a.key), values: arms.map((a) => a.rate), intervals: arms.map((a) => a.interval), format: percent });
   armChart(charts.best, { title: 'Probability of being best', arms: arms.map((a) => a.key), values: arms.map((a) => a.pBest), format: percent });
-  timeChart(charts.share, { title: 'Traffic share over time', at: report.traffic.at, series: report.traffic.share, format: percent });
+  // A share covers the interval up to its point: the same time axis as the cumulative counts.
+  const history = report.traffic.exposuresAt;
+  const span = history.length > 1 ? [history[0], history[history.length - 1]] : undefined;
+  timeChart(charts.share, { title: 'Traffic share over time', at: report.traffic.at, series: report.traffic.share, format: percent, span });
   timeChart(charts.exposures, { title: 'Exposures (cumulative)', at: report.traffic.exposuresAt, series: report.traffic.exposures, format: (v) => String(Math.round(v)) });
 }
 
