@@ -70,6 +70,17 @@ fn run(
     random: u8,
     now: u64,
 ) -> PageDecision {
+    run_with_models(snapshot, posteriors, facts, random, now, &[])
+}
+
+fn run_with_models(
+    snapshot: &Snapshot,
+    posteriors: &PosteriorSnapshot,
+    facts: &RequestFacts,
+    random: u8,
+    now: u64,
+    models: &[stellwerk_core::LoadedModel<'_>],
+) -> PageDecision {
     decide(&DecideInput {
         snapshot,
         posteriors,
@@ -79,7 +90,7 @@ fn run(
             unit: UNIT_KEY,
         },
         random: [random; 16],
-        models: &[],
+        models,
         now,
     })
 }
@@ -403,19 +414,8 @@ fn model_scores_feed_targeting_and_a_canary_serves_its_share() {
     let mut on_candidate = 0;
     for n in 0..1000 {
         let facts = visit(Some(&unit(n)), &[]);
-        let input = DecideInput {
-            snapshot: &s,
-            posteriors: &empty,
-            facts: &facts,
-            keys: Keys {
-                token: KEY,
-                unit: UNIT_KEY,
-            },
-            random: [1; 16],
-            now: NOW,
-            models: &models,
-        };
-        let decision = decide(&input);
+        let decide_unit = || run_with_models(&s, &empty, &facts, 1, NOW, &models);
+        let decision = decide_unit();
         assert_eq!(
             arm_of(&decision, "scored").as_deref(),
             Some("only"),
@@ -429,7 +429,7 @@ fn model_scores_feed_targeting_and_a_canary_serves_its_share() {
         assert_eq!(decision.events[0].model_versions.get("ctr"), Some(&version));
         assert_eq!(
             version,
-            decide(&input).models["ctr"],
+            decide_unit().models["ctr"],
             "a unit stays on its side of the canary"
         );
         on_candidate += usize::from(version == "2");
@@ -453,20 +453,7 @@ fn a_model_no_rule_reads_is_not_run() {
     }];
     let empty = PosteriorSnapshot::default();
     let facts = visit(Some(&unit(1)), &[]);
-    let decide_with = |s: &Snapshot| {
-        decide(&DecideInput {
-            snapshot: s,
-            posteriors: &empty,
-            facts: &facts,
-            keys: Keys {
-                token: KEY,
-                unit: UNIT_KEY,
-            },
-            random: [1; 16],
-            now: NOW,
-            models: &models,
-        })
-    };
+    let decide_with = |s: &Snapshot| run_with_models(s, &empty, &facts, 1, NOW, &models);
     let unread = snapshot(json!([{ "key": "plain", "arms": [{ "key": "only" }] }]));
     assert!(!unread.reads_model("ctr"));
     assert!(!decide_with(&unread).models.contains_key("ctr"));
