@@ -88,6 +88,20 @@ fn ope_json(args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `ope --json` of a reward-model candidate given its model, with that ONNX model as DR's q̂.
+fn ope_with_onnx_q(logs: &str, policy: &str) -> Value {
+    ope_json(&[
+        "--logs",
+        logs,
+        "--policy",
+        policy,
+        "--model",
+        MANIFEST,
+        "--reward-model",
+        MANIFEST,
+    ])
+}
+
 /// The candidate's true mean reward on these rows' contexts: Σ_a π(a | x) · rate(x, a).
 fn truth(rows: &[TrainingRow], distribution: impl Fn(&TrainingRow) -> Vec<f64>) -> f64 {
     let total: f64 = rows
@@ -127,16 +141,7 @@ fn a_reward_model_candidate_with_the_onnx_model_as_dr_reward_model() {
                "exploration": {"type": "squarecb", "gamma": 50}}),
     );
     let (logs, policy) = (logs.to_str().unwrap(), policy.to_str().unwrap());
-    let report = ope_json(&[
-        "--logs",
-        logs,
-        "--policy",
-        policy,
-        "--model",
-        MANIFEST,
-        "--reward-model",
-        MANIFEST,
-    ]);
+    let report = ope_with_onnx_q(logs, policy);
     assert_eq!(report["rewardModel"], "ONNX reward model reward@1.0.0");
     assert_eq!(report["contextualFallbacks"], json!({}));
     assert_eq!(report["diagnostics"]["rows"], ROWS);
@@ -236,16 +241,7 @@ fn contextual_candidates_fall_back_or_refuse_with_a_reason() {
                "exploration": {"type": "epsilon_greedy", "epsilon": 0.1}}),
     );
     let (logs, policy) = (logs.to_str().unwrap(), policy.to_str().unwrap());
-    let report = ope_json(&[
-        "--logs",
-        logs,
-        "--policy",
-        policy,
-        "--model",
-        MANIFEST,
-        "--reward-model",
-        MANIFEST,
-    ]);
+    let report = ope_with_onnx_q(logs, policy);
     assert_eq!(report["diagnostics"]["rows"], 270);
     assert_eq!(
         report["diagnostics"]["skipped"]["reward model: no finite estimate for every arm"],
