@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::Commands;
 use serde_json::json;
-use stellwerk_core::s3::{ObjectStore, S3Credentials};
+use stellwerk_core::s3::{ObjectRequest, ObjectStore, S3Credentials};
 use stellwerk_core::{ActivePointers, MANIFEST_KEY, SyncStep, sync_step};
 
 const SNAPSHOT_KEY: &str = "snapshot:active";
@@ -76,17 +76,19 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `request`'s headers (SigV4 when signing) on `builder`; every status is an answer, not an error.
+fn signed<B>(builder: ureq::RequestBuilder<B>, request: &ObjectRequest) -> ureq::RequestBuilder<B> {
+    let mut builder = builder.config().http_status_as_error(false).build();
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+}
+
 /// An object's bytes; `None` when the store answers 404.
 fn fetch(store: &ObjectStore, key: &str) -> Result<Option<Vec<u8>>, String> {
     let request = store.request("GET", key, b"", now());
-    let mut get = ureq::get(&request.url)
-        .config()
-        .http_status_as_error(false)
-        .build();
-    for (name, value) in &request.headers {
-        get = get.header(name, value);
-    }
-    let mut response = get
+    let mut response = signed(ureq::get(&request.url), &request)
         .call()
         .map_err(|e| format!("GET {}: {e}", request.url))?;
     match response.status().as_u16() {
@@ -105,14 +107,7 @@ fn fetch(store: &ObjectStore, key: &str) -> Result<Option<Vec<u8>>, String> {
 /// Writes an object; any answer but 2xx is an error.
 pub fn put(store: &ObjectStore, key: &str, body: &[u8]) -> Result<(), String> {
     let request = store.request("PUT", key, body, now());
-    let mut put = ureq::put(&request.url)
-        .config()
-        .http_status_as_error(false)
-        .build();
-    for (name, value) in &request.headers {
-        put = put.header(name, value);
-    }
-    let response = put
+    let response = signed(ureq::put(&request.url), &request)
         .send(body)
         .map_err(|e| format!("PUT {}: {e}", request.url))?;
     match response.status().as_u16() {
