@@ -29,7 +29,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { unstable_startWorker } from 'wrangler';
-import { demoStore } from '../demo/store.mjs';
+import { addModel, demoStore } from '../demo/store.mjs';
 import { ROOT, publish } from '../scripts/publish.mjs';
 
 const argv = process.argv.slice(2);
@@ -165,18 +165,6 @@ function benchSnapshot(gate = 'on') {
   return { ...snapshot, fraud, models: [...(snapshot.models ?? []), { name }] };
 }
 
-/** Adds the shipped fraud model to a demo store and its sync manifest. */
-function addFraudModel(store) {
-  const manifest = readFileSync(path.join(FRAUD_MODEL_DIR, 'fraud-gate.manifest.json'));
-  const { name, version } = JSON.parse(manifest);
-  const manifestKey = `models/${name}/${version}.manifest.json`;
-  const modelKey = `models/${name}/${version}.onnx`;
-  store[manifestKey] = manifest;
-  store[modelKey] = readFileSync(path.join(FRAUD_MODEL_DIR, `${name}.onnx`));
-  const sync = JSON.parse(store['manifest.json']);
-  sync.models.push({ name, stable: { manifestKey, modelKey } });
-  store['manifest.json'] = Buffer.from(JSON.stringify(sync, null, 2));
-}
 
 /** Seeds R2 with `snapshot` (+ the demo model), starts Stellwerk and activates it through the admin sync. */
 // One pair of keys per run: every Stellwerk Worker of the run sees the fixed visitor as the
@@ -187,7 +175,7 @@ async function startStellwerk({ dir, originUrl, port = 0, snapshot = benchSnapsh
   const { config, wasm } = await stellwerkConfig(dir);
   const persistTo = path.join(dir, 'state');
   const store = demoStore({ snapshot: JSON.stringify(snapshot) });
-  if (GATE) addFraudModel(store);
+  if (GATE) addModel(store, FRAUD_MODEL_DIR, 'fraud-gate');
   if (flag('--no-model')) {
     // Publish the snapshot alone: no model pointer, so no page runs a model.
     for (const key of Object.keys(store)) if (key.startsWith('models/')) delete store[key];

@@ -11,21 +11,30 @@ const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 /** `{ key: Buffer }` for every object, `manifest.json` included. */
 export function demoStore({ snapshot = readFileSync(path.join(ROOT, 'examples/snapshot.json')) } = {}) {
-  const modelManifest = readFileSync(path.join(ROOT, 'models/demo/ctr-mlp.manifest.json'));
-  const model = readFileSync(path.join(ROOT, 'models/demo/ctr-mlp.onnx'));
-  const version = JSON.parse(modelManifest).version;
-  const objects = {
-    'snapshots/demo.json': Buffer.from(snapshot),
-    [`models/ctr-mlp/${version}.manifest.json`]: modelManifest,
-    [`models/ctr-mlp/${version}.onnx`]: model,
-  };
+  const objects = { 'snapshots/demo.json': Buffer.from(snapshot) };
   objects['manifest.json'] = Buffer.from(JSON.stringify({
     snapshot: { key: 'snapshots/demo.json', sha256: sha256(objects['snapshots/demo.json']) },
-    models: [{
-      name: 'ctr-mlp',
-      stable: { manifestKey: `models/ctr-mlp/${version}.manifest.json`, modelKey: `models/ctr-mlp/${version}.onnx` },
-    }],
+    models: [],
   }, null, 2));
+  return addModel(objects, path.join(ROOT, 'models/demo'), 'ctr-mlp');
+}
+
+/**
+ * Adds model `name` from `dir` (`<name>.manifest.json`, `<name>.onnx`) to `objects` as the stable
+ * version in their sync manifest; returns `objects`.
+ */
+export function addModel(objects, dir, name) {
+  const manifest = readFileSync(path.join(dir, `${name}.manifest.json`));
+  const { version } = JSON.parse(manifest);
+  const manifestKey = `models/${name}/${version}.manifest.json`;
+  const modelKey = `models/${name}/${version}.onnx`;
+  objects[manifestKey] = manifest;
+  objects[modelKey] = readFileSync(path.join(dir, `${name}.onnx`));
+  const sync = JSON.parse(objects['manifest.json']);
+  sync.models.push({ name, stable: { manifestKey, modelKey } });
+  // Re-added so it stays the last key: it is published after the objects it names.
+  delete objects['manifest.json'];
+  objects['manifest.json'] = Buffer.from(JSON.stringify(sync, null, 2));
   return objects;
 }
 

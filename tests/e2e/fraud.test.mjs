@@ -14,7 +14,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStack } from './stack.mjs';
-import { demoStore, sha256 } from '../../demo/store.mjs';
+import { addModel, demoStore } from '../../demo/store.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MODEL_DIR = path.join(ROOT, 'models/fraud');
@@ -105,18 +105,7 @@ const SNAPSHOT = {
 };
 
 /** The demo store plus the fraud model, both named in the sync manifest. */
-function store() {
-  const objects = demoStore({ snapshot: JSON.stringify(SNAPSHOT) });
-  const manifestKey = `models/${name}/${version}.manifest.json`;
-  const modelKey = `models/${name}/${version}.onnx`;
-  objects[manifestKey] = modelManifest;
-  objects[modelKey] = readFileSync(path.join(MODEL_DIR, `${name}.onnx`));
-  const sync = JSON.parse(objects['manifest.json']);
-  sync.models.push({ name, stable: { manifestKey, modelKey } });
-  sync.snapshot.sha256 = sha256(objects['snapshots/demo.json']);
-  objects['manifest.json'] = Buffer.from(JSON.stringify(sync));
-  return objects;
-}
+const store = () => addModel(demoStore({ snapshot: JSON.stringify(SNAPSHOT) }), MODEL_DIR, name);
 
 const unit = () => randomBytes(16).toString('hex');
 const tokenOf = (html) => JSON.parse(html.match(/window\.__stellwerk=(.*?);<\/script>/)[1]).experiments[0].token;
