@@ -21,3 +21,6 @@ for trainer in "$here"/*/train.py; do
   echo "== ${trainer#"$here"/}"
   "$venv/bin/python" "$trainer"
 done
+
+echo "== ops/make_cases.py"
+"$venv/bin/python" "$here/ops/make_cases.py"

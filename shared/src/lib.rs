@@ -29,6 +29,7 @@ mod fraud;
 mod gate;
 mod history;
 mod model;
+mod onnx_ops;
 mod ope;
 mod request;
 mod rewrite;
@@ -90,6 +91,7 @@ pub use model::{
     FeatureSpec, Golden, Model, ModelError, ModelManifest, TensorSpec, build_features,
     canary_serves_candidate,
 };
+pub use onnx_ops::supported_onnx_operators;
 pub use ope::{
     ArmDistribution, ContextualSnapshotPolicy, Diagnostics, Estimate, IntervalMethod, OpeReport,
     ScoredRow, ScoredRows, SnapshotPolicy, SplitMix64, TargetPolicy, UniformPolicy,

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::{
-    DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, Tensor,
-    TypedRunnableModel, tvec,
+    DatumType, Framework, InferenceFact, InferenceModelExt, Tensor, TypedModel, TypedRunnableModel,
+    tvec,
 };
 use tract_onnx::tract_hir::infer::Factoid;
 
@@ -510,7 +510,7 @@ impl std::error::Error for ModelError {}
 #[derive(Debug, Clone)]
 pub struct Model {
     manifest: ModelManifest,
-    plan: Arc<TypedRunnableModel>,
+    plan: Arc<TypedRunnableModel<TypedModel>>,
 }
 
 impl Model {
@@ -549,7 +549,7 @@ impl Model {
         let mut values = Vec::new();
         for output in outputs.iter() {
             let as_f32 = output.cast_to::<f32>().map_err(run_error)?;
-            let view = as_f32.to_plain_array_view::<f32>().map_err(run_error)?;
+            let view = as_f32.to_array_view::<f32>().map_err(run_error)?;
             values.extend(view.iter().copied());
         }
         Ok(values)
@@ -602,8 +602,11 @@ fn unparseable(e: impl fmt::Display) -> ModelError {
     ModelError::Unparseable(format!("{e:#}"))
 }
 
-fn prepare(manifest: &ModelManifest, bytes: &[u8]) -> Result<Arc<TypedRunnableModel>, ModelError> {
-    let onnx = tract_onnx::onnx();
+fn prepare(
+    manifest: &ModelManifest,
+    bytes: &[u8],
+) -> Result<Arc<TypedRunnableModel<TypedModel>>, ModelError> {
+    let onnx = crate::onnx_ops::edge_onnx();
     let mut reader = bytes;
     let mut proto = onnx
         .proto_model_for_read(&mut reader)
@@ -644,9 +647,7 @@ fn prepare(manifest: &ModelManifest, bytes: &[u8]) -> Result<Arc<TypedRunnableMo
         )
         .map_err(unparseable)?;
 
-    model
-        .select_outputs_by_name(&declared)
-        .map_err(unparseable)?;
+    model.set_output_names(&declared).map_err(unparseable)?;
 
     let typed = model.into_optimized().map_err(unparseable)?;
     for (i, spec) in manifest.outputs.iter().enumerate() {
@@ -659,44 +660,8 @@ fn prepare(manifest: &ModelManifest, bytes: &[u8]) -> Result<Arc<TypedRunnableMo
             });
         }
     }
-    typed.into_runnable().map_err(unparseable)
+    typed.into_runnable().map(Arc::new).map_err(unparseable)
 }
-
-/// Operators of the model families the edge runs (scikit-learn linear models and MLPs exported
-/// by skl2onnx). tract's importer panics on some malformed attributes (an out-of-range reduce
-/// axis, found by the property tests); an allowlist keeps that surface small and reviewable.
-const SUPPORTED_OPERATORS: &[&str] = &[
-    "Abs",
-    "Add",
-    "Cast",
-    "Clip",
-    "Concat",
-    "Constant",
-    "Div",
-    "Exp",
-    "Flatten",
-    "Gemm",
-    "Identity",
-    "LeakyRelu",
-    "LinearClassifier",
-    "LinearRegressor",
-    "Log",
-    "MatMul",
-    "Max",
-    "Min",
-    "Mul",
-    "Neg",
-    "Normalizer",
-    "Reciprocal",
-    "Relu",
-    "Reshape",
-    "Sigmoid",
-    "Softmax",
-    "Sqrt",
-    "Sub",
-    "Sum",
-    "Tanh",
-];
 
 /// Keeps only the nodes the declared outputs depend on, so a classifier's `label` branch (and
 /// whatever operators it uses) is never imported.
@@ -739,8 +704,84 @@ fn prune_to_outputs(
     Ok(())
 }
 
+/// tract 0.22's importer unwraps tensor and attribute type codes: a type it does not know, a
+/// string tensor in raw bytes, or a graph input without a tensor type would panic, not fail.
+fn check_types(graph: &tract_onnx::pb::GraphProto) -> Result<(), ModelError> {
+    use tract_onnx::pb::attribute_proto::AttributeType;
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::pb::type_proto::Value;
+
+    let numeric = |code: i32| {
+        use DataType::*;
+        matches!(
+            DataType::from_i32(code),
+            Some(
+                Float
+                    | Double
+                    | Float16
+                    | Int8
+                    | Int16
+                    | Int32
+                    | Int64
+                    | Uint8
+                    | Uint16
+                    | Uint32
+                    | Uint64
+                    | Bool
+            )
+        )
+    };
+    let refuse = |what: String| Err(ModelError::Unparseable(what));
+    let node_tensors = graph.node.iter().flat_map(|n| {
+        n.attribute
+            .iter()
+            .flat_map(|a| a.t.iter().chain(a.tensors.iter()))
+    });
+    for tensor in graph.initializer.iter().chain(node_tensors) {
+        if !numeric(tensor.data_type) {
+            return refuse(format!(
+                "tensor {:?} has data type {}; the edge runs numeric tensors only",
+                tensor.name, tensor.data_type
+            ));
+        }
+    }
+    for node in &graph.node {
+        if let Some(attr) = node
+            .attribute
+            .iter()
+            .find(|a| AttributeType::from_i32(a.r#type).is_none())
+        {
+            return refuse(format!(
+                "attribute {:?} of node {:?} has unknown type {}",
+                attr.name, node.name, attr.r#type
+            ));
+        }
+    }
+    let initialized = |name: &str| graph.initializer.iter().any(|i| i.name == name);
+    for value in graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+    {
+        let known = match value.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(Value::TensorType(t)) => DataType::from_i32(t.elem_type).is_some(),
+            // An input must say what it is unless an initializer gives it; outputs and
+            // intermediate values may leave it to inference.
+            None => !graph.input.contains(value) || initialized(&value.name),
+        };
+        if !known {
+            return refuse(format!(
+                "{:?} has no tensor type tract can read",
+                value.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses what tract's ONNX importer would panic on instead of returning an error, found by the
-/// property tests: operators outside [`SUPPORTED_OPERATORS`], graph outputs that no node, input
+/// property tests: operators outside [`crate::onnx_ops::OPERATORS`], graph outputs that no node, input
 /// or initializer produces, and control-flow subgraphs (imported recursively).
 fn check_proto(proto: &tract_onnx::pb::ModelProto) -> Result<(), ModelError> {
     let graph = proto
@@ -750,13 +791,14 @@ fn check_proto(proto: &tract_onnx::pb::ModelProto) -> Result<(), ModelError> {
     if let Some(node) = graph
         .node
         .iter()
-        .find(|n| !SUPPORTED_OPERATORS.contains(&n.op_type.as_str()))
+        .find(|n| !crate::onnx_ops::is_supported(&n.op_type))
     {
         return Err(ModelError::Unparseable(format!(
             "operator {:?} (node {:?}) is not among the supported operators",
             node.op_type, node.name
         )));
     }
+    check_types(graph)?;
     let mut produced: std::collections::HashSet<&str> = graph
         .input
         .iter()
