@@ -102,6 +102,16 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         );
     }
 
+    /// Replaces a live value under `key` with `update(value)`, keeping when it was loaded and
+    /// when it expires; an absent or expired entry stays absent.
+    pub fn replace(&mut self, key: &K, now_ms: f64, update: impl FnOnce(&V) -> V) {
+        if let Some(entry) = self.entries.get_mut(key)
+            && now_ms < entry.expires_at_ms
+        {
+            entry.value = update(&entry.value);
+        }
+    }
+
     /// Drops the value under `key`, so the next lookup loads a fresh one.
     pub fn invalidate(&mut self, key: &K) {
         self.entries.remove(key);
@@ -141,6 +151,27 @@ mod tests {
                 entries: 0
             }
         );
+    }
+
+    #[test]
+    fn a_replaced_value_keeps_its_age_and_expiry() {
+        let mut cache = TtlCache::new(4);
+        cache.insert("state", 7, 1_000.0, 500.0);
+        cache.replace(&"state", 1_100.0, |v| v + 1);
+        assert_eq!(
+            cache.get(&"state", 1_200.0),
+            Some(Hit {
+                value: 8,
+                age_ms: 200.0
+            })
+        );
+        assert_eq!(cache.get(&"state", 1_500.0), None);
+        // Nothing to replace: an expired or absent entry is not brought back.
+        cache.replace(&"state", 1_600.0, |v| v + 1);
+        cache.insert("other", 1, 1_600.0, 10.0);
+        cache.replace(&"other", 1_700.0, |v| v + 1);
+        assert_eq!(cache.get(&"state", 1_600.0), None);
+        assert_eq!(cache.get(&"other", 1_605.0).map(|hit| hit.value), Some(1));
     }
 
     #[test]

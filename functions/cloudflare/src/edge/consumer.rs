@@ -89,7 +89,7 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     kv.put(keys::TRAINING_JOIN, join.to_json())?
         .execute()
         .await?;
-    isolate::invalidate();
+    isolate::replace_posteriors(posteriors, now_ms);
 
     let mut status: ConsumerStatus = read_record(&kv, keys::CONSUMER_STATUS).await?;
     status.record(&accepted, rejected, &report, now_ms);

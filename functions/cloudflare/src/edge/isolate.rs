@@ -73,6 +73,22 @@ pub fn invalidate() {
     STATE.with(|cache| cache.borrow_mut().invalidate(&()));
 }
 
+/// Serves `posteriors`, just written to KV by this isolate, from the cached state without
+/// re-reading KV: the snapshot, pointers and expiry stay as they were. (Dropping the whole state
+/// instead made the next page wait for three KV reads after every queue batch.)
+pub fn replace_posteriors(posteriors: PosteriorSnapshot, now_ms: f64) {
+    let posteriors = Rc::new(posteriors);
+    STATE.with(|cache| {
+        cache.borrow_mut().replace(&(), now_ms, |state| {
+            Rc::new(EdgeState {
+                snapshot: state.snapshot.clone(),
+                posteriors: Rc::clone(&posteriors),
+                pointers: Rc::clone(&state.pointers),
+            })
+        })
+    });
+}
+
 /// The state to decide with: from the isolate cache while fresh, otherwise from KV.
 pub async fn state(env: &Env, now_ms: f64) -> Result<Rc<EdgeState>> {
     if let Some(hit) = STATE.with(|cache| cache.borrow_mut().get(&(), now_ms)) {
