@@ -43,9 +43,9 @@ fn byob_reader(body: &JsValue) -> Option<(JsValue, Function)> {
 }
 
 fn coalesced(reader: JsValue, read_at_least: Function) -> impl Stream<Item = Result<Vec<u8>>> {
-    stream::unfold(Some((reader, read_at_least)), |state| async move {
-        let (reader, read_at_least) = state?;
-        let buffer = Uint8Array::new_with_length(READ_BUFFER);
+    let buffer = Uint8Array::new_with_length(READ_BUFFER);
+    stream::unfold(Some((reader, read_at_least, buffer)), |state| async move {
+        let (reader, read_at_least, buffer) = state?;
         let read = read_at_least
             .call2(&reader, &READ_AT_LEAST.into(), &buffer)
             .map(Promise::unchecked_from_js);
@@ -58,15 +58,25 @@ fn coalesced(reader: JsValue, read_at_least: Function) -> impl Stream<Item = Res
             Err(error) => return Some((Err(Error::from(error)), None)),
         };
         let done = Reflect::get(&result, &"done".into()).is_ok_and(|d| d.is_truthy());
-        let chunk = Reflect::get(&result, &"value".into())
+        let view = Reflect::get(&result, &"value".into())
             .ok()
             .filter(|v| !v.is_undefined())
-            .map(|v| Uint8Array::unchecked_from_js(v).to_vec())
-            .unwrap_or_default();
-        match (done, chunk.is_empty()) {
-            (true, true) => None,
-            (true, false) => Some((Ok(chunk), None)),
-            (false, _) => Some((Ok(chunk), Some((reader, read_at_least)))),
+            .map(Uint8Array::unchecked_from_js);
+        let chunk = view.as_ref().map(Uint8Array::to_vec).unwrap_or_default();
+        match view {
+            _ if done => (!chunk.is_empty()).then_some((Ok(chunk), None)),
+            // The read transferred the buffer into `view`: hand the whole of it back for the
+            // next read instead of allocating (and zeroing) another 64 KB.
+            Some(view) => {
+                let buffer = Uint8Array::new(&view.buffer());
+                Some((Ok(chunk), Some((reader, read_at_least, buffer))))
+            }
+            None => Some((
+                Err(Error::RustError(
+                    "readAtLeast resolved without a buffer".into(),
+                )),
+                None,
+            )),
         }
     })
 }
