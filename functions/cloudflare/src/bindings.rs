@@ -51,6 +51,9 @@ pub mod keys {
     pub const DEAD_LETTER_STATUS: &str = "status:dead-letters";
     /// The training-row join between batches (`stellwerk_core::TrainingJoin`).
     pub const TRAINING_JOIN: &str = "training:join";
+    /// A random tag written after each join state: an isolate holding the state it wrote under
+    /// this tag need not read and parse the (large) state again.
+    pub const TRAINING_JOIN_TAG: &str = "training:join:tag";
     /// Prefix of the feedback dedupe keys (expire after the attribution window).
     pub const DEDUPE_PREFIX: &str = "dedupe:";
 }

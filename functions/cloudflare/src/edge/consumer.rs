@@ -9,6 +9,7 @@ use crate::status::{ConsumerStatus, DeadLetterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::cell::RefCell;
 use stellwerk_core::{
     Event, PosteriorSnapshot, TrainingJoin, apply_events, join_training, learn_linear,
     training_batches,
@@ -64,13 +65,7 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     // Training rows: exposures joined with their rewards once the window closed. The objects
     // are written first, under keys that hash their rows, so a retried batch rewrites the same
     // objects; the join state is saved only after the posteriors.
-    let mut join = match kv.get(keys::TRAINING_JOIN).bytes().await? {
-        Some(bytes) => TrainingJoin::parse(&bytes).unwrap_or_else(|error| {
-            console_warn!("stellwerk: training join state unreadable, starting afresh: {error}");
-            TrainingJoin::default()
-        }),
-        None => TrainingJoin::default(),
-    };
+    let mut join = read_join(&kv).await?;
     let rows = join_training(
         &mut join,
         &accepted,
@@ -86,9 +81,7 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     kv.put(keys::POSTERIORS, posteriors.to_json())?
         .execute()
         .await?;
-    kv.put(keys::TRAINING_JOIN, join.to_json())?
-        .execute()
-        .await?;
+    write_join(&kv, join).await?;
     isolate::replace_posteriors(posteriors, now_ms);
 
     let mut status: ConsumerStatus = read_record(&kv, keys::CONSUMER_STATUS).await?;
@@ -97,6 +90,47 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     for message in to_ack {
         message.ack();
     }
+    Ok(())
+}
+
+thread_local! {
+    /// The join state this isolate wrote last, under the tag it wrote beside it.
+    static LAST_JOIN: RefCell<Option<(String, TrainingJoin)>> = const { RefCell::new(None) };
+}
+
+/// The join state: the one this isolate wrote last if KV still carries its tag, else read and
+/// parsed from KV. It holds every exposure of the join window, so parsing it is most of a
+/// batch's work; the consumer usually runs in the isolate that wrote the last state.
+async fn read_join(kv: &KvStore) -> Result<TrainingJoin> {
+    // Taken out, not borrowed: a batch that fails after changing it must not leave it cached.
+    let cached = LAST_JOIN.with(|last| last.borrow_mut().take());
+    let tag = kv.get(keys::TRAINING_JOIN_TAG).text().await?;
+    if let Some((cached_tag, join)) = cached
+        && tag.as_deref() == Some(cached_tag.as_str())
+    {
+        return Ok(join);
+    }
+    Ok(match kv.get(keys::TRAINING_JOIN).bytes().await? {
+        Some(bytes) => TrainingJoin::parse(&bytes).unwrap_or_else(|error| {
+            console_warn!("stellwerk: training join state unreadable, starting afresh: {error}");
+            TrainingJoin::default()
+        }),
+        None => TrainingJoin::default(),
+    })
+}
+
+/// Writes the state, then a fresh tag; keeps the state in this isolate once both are written.
+async fn write_join(kv: &KvStore, join: TrainingJoin) -> Result<()> {
+    kv.put(keys::TRAINING_JOIN, join.to_json())?
+        .execute()
+        .await?;
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|e| Error::RustError(e.to_string()))?;
+    let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    kv.put(keys::TRAINING_JOIN_TAG, tag.as_str())?
+        .execute()
+        .await?;
+    LAST_JOIN.with(|last| *last.borrow_mut() = Some((tag, join)));
     Ok(())
 }
 
