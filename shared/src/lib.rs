@@ -118,6 +118,6 @@ pub use sync::{
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use training::{
     JOIN_MEMORY_SECONDS, PendingRow, TRAINING_PREFIX, TrainingBatch, TrainingJoin, TrainingRow,
-    hour_partition, join_training, learn_linear, training_batches,
+    close_oldest, hour_partition, join_state_within, join_training, learn_linear, training_batches,
 };
 pub use validate::{Invalid, Issue};

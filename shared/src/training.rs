@@ -6,7 +6,9 @@
 //! [`TrainingRow`] with the highest reward seen (0 without feedback). Feedback that arrives
 //! before its exposure is held until the exposure comes. The join state is a plain document the
 //! adapter stores between batches; redelivered events change nothing (decision ids already
-//! pending or written are remembered for [`JOIN_MEMORY_SECONDS`] beyond the window).
+//! pending or written are remembered for [`JOIN_MEMORY_SECONDS`] beyond the window). An adapter
+//! whose store caps a value's size serialises with [`join_state_within`], which closes the oldest
+//! exposures early ([`close_oldest`]) until the state fits.
 //! [`training_batches`] turns rows into NDJSON objects under time-partitioned keys whose names
 //! hash the rows they hold, so rewriting a batch after a retry overwrites the same object.
 
@@ -21,9 +23,9 @@ use crate::event::{Event, EventKind};
 use crate::request::hex;
 use crate::snapshot::{Destination, Snapshot};
 
-/// How long written decision ids are remembered after their window closed: a day of queue
-/// retries and clock skew.
-pub const JOIN_MEMORY_SECONDS: u64 = 24 * 3600;
+/// How long written decision ids are remembered after their window closed: queue retries come
+/// seconds to minutes apart, and the ids held are most of the join state after the pending rows.
+pub const JOIN_MEMORY_SECONDS: u64 = 3600;
 
 /// Object-store prefix of the training logs.
 pub const TRAINING_PREFIX: &str = "logs/training/";
@@ -169,6 +171,40 @@ pub fn join_training(
     join.early_rewards.retain(|_, (_, time)| *time >= horizon);
     rows.sort_by(|a, b| (a.ts, &a.decision).cmp(&(b.ts, &b.decision)));
     rows
+}
+
+/// Closes the `count` oldest pending exposures now, with the rewards they have so far, for an
+/// adapter whose store cannot hold the whole join state: the rows still go out, a little early,
+/// instead of the state outgrowing the store. They are remembered as written, like any row.
+pub fn close_oldest(join: &mut TrainingJoin, count: usize) -> Vec<TrainingRow> {
+    let mut oldest: Vec<(u64, String)> = join
+        .pending
+        .iter()
+        .map(|(id, pending)| (pending.time, id.clone()))
+        .collect();
+    oldest.sort();
+    let mut rows = Vec::with_capacity(count.min(oldest.len()));
+    for (_, id) in oldest.into_iter().take(count) {
+        if let Some(pending) = join.pending.remove(&id) {
+            join.written.insert(id, pending.time);
+            rows.push(pending.row);
+        }
+    }
+    rows.sort_by(|a, b| (a.ts, &a.decision).cmp(&(b.ts, &b.decision)));
+    rows
+}
+
+/// The join state as JSON of at most `max_bytes`, for a store that caps a value's size: while
+/// it is larger, the oldest tenth of the pending exposures close early. Returns the JSON and the
+/// rows closed early (empty when it fit).
+pub fn join_state_within(join: &mut TrainingJoin, max_bytes: usize) -> (String, Vec<TrainingRow>) {
+    let mut json = join.to_json();
+    let mut early = Vec::new();
+    while json.len() > max_bytes && !join.pending.is_empty() {
+        early.extend(close_oldest(join, join.pending.len().div_ceil(10)));
+        json = join.to_json();
+    }
+    (json, early)
 }
 
 fn exposure_row(event: &Event, decision: &str, snapshot: &Snapshot) -> Option<TrainingRow> {
@@ -420,6 +456,52 @@ mod tests {
         let again = join_training(&mut join, &events, &snapshot(), NOW + 120, 60);
         assert!(again.is_empty(), "{again:?}");
         assert!(join.pending.is_empty());
+    }
+
+    #[test]
+    fn the_oldest_exposures_close_early_with_the_rewards_they_have() {
+        let mut join = TrainingJoin::default();
+        let events = vec![
+            exposure("d3", "hero", "b", NOW + 2, "softmax"),
+            exposure("d1", "hero", "a", NOW, "softmax"),
+            exposure("d2", "hero", "a", NOW + 1, "softmax"),
+            click("d1", NOW + 3),
+        ];
+        assert!(join_training(&mut join, &events, &snapshot(), NOW + 5, 60).is_empty());
+        let early = close_oldest(&mut join, 2);
+        let got: Vec<(&str, f64)> = early
+            .iter()
+            .map(|r| (r.decision.as_str(), r.reward))
+            .collect();
+        assert_eq!(got, vec![("d1", 1.0), ("d2", 0.0)]);
+        assert_eq!(join.pending.keys().collect::<Vec<_>>(), vec!["d3"]);
+        // Closed early is closed: a redelivery or a late click does not bring them back.
+        let later = join_training(&mut join, &events, &snapshot(), NOW + 70, 60);
+        let got: Vec<&str> = later.iter().map(|r| r.decision.as_str()).collect();
+        assert_eq!(got, vec!["d3"]);
+        assert!(close_oldest(&mut join, 5).is_empty());
+    }
+
+    #[test]
+    fn a_state_over_the_cap_closes_its_oldest_exposures_until_it_fits() {
+        let mut join = TrainingJoin::default();
+        let events: Vec<Event> = (0..40)
+            .map(|i| exposure(&format!("d{i:02}"), "hero", "a", NOW + i, "softmax"))
+            .collect();
+        join_training(&mut join, &events, &snapshot(), NOW + 50, 600);
+        let full = join.to_json();
+        let (same, none) = join_state_within(&mut join, full.len());
+        assert_eq!((same, none.len()), (full.clone(), 0));
+
+        let (json, early) = join_state_within(&mut join, full.len() / 2);
+        assert!(json.len() <= full.len() / 2, "{} bytes", json.len());
+        assert_eq!(json, join.to_json());
+        // The oldest went, in order; the rest are still waiting for their window.
+        let closed: Vec<String> = early.iter().map(|r| r.decision.clone()).collect();
+        let expected: Vec<String> = (0..closed.len()).map(|i| format!("d{i:02}")).collect();
+        assert_eq!(closed, expected);
+        assert_eq!(join.pending.len() + closed.len(), 40);
+        assert!(closed.len() >= 20 && closed.len() < 40, "{}", closed.len());
     }
 
     #[test]

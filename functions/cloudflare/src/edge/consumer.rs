@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::cell::RefCell;
 use stellwerk_core::{
-    Event, PosteriorSnapshot, TrainingJoin, apply_events, join_training, learn_linear,
-    training_batches,
+    Event, PosteriorSnapshot, TrainingJoin, apply_events, join_state_within, join_training,
+    learn_linear, training_batches,
 };
 use wasm_bindgen::JsValue;
 use worker::{Env, Error, KvStore, MessageBatch, MessageExt, Result, console_warn};
@@ -66,13 +66,22 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     // are written first, under keys that hash their rows, so a retried batch rewrites the same
     // objects; the join state is saved only after the posteriors.
     let mut join = read_join(&kv).await?;
-    let rows = join_training(
+    let mut rows = join_training(
         &mut join,
         &accepted,
         snapshot,
         now,
         join_window_seconds(env),
     );
+    let (join_json, early) = join_state_within(&mut join, JOIN_STATE_MAX_BYTES);
+    if !early.is_empty() {
+        console_warn!(
+            "stellwerk: training join state over {JOIN_STATE_MAX_BYTES} bytes: {} exposures closed before their window ended",
+            early.len()
+        );
+    }
+    let closed_early = early.len();
+    rows.extend(early);
     learn_linear(&mut posteriors, &rows, snapshot, now);
     let bucket = env.bucket(MODELS)?;
     for batch in training_batches(&rows) {
@@ -81,17 +90,21 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     kv.put(keys::POSTERIORS, posteriors.to_json())?
         .execute()
         .await?;
-    write_join(&kv, join).await?;
+    write_join(&kv, join, join_json).await?;
     isolate::replace_posteriors(posteriors, now_ms);
 
     let mut status: ConsumerStatus = read_record(&kv, keys::CONSUMER_STATUS).await?;
     status.record(&accepted, rejected, &report, now_ms);
+    status.training_closed_early += closed_early as u64;
     write_record(&kv, keys::CONSUMER_STATUS, &status).await?;
     for message in to_ack {
         message.ack();
     }
     Ok(())
 }
+
+/// KV refuses values over 25 MiB; the join state is kept under this, with a margin.
+const JOIN_STATE_MAX_BYTES: usize = 20 * 1024 * 1024;
 
 thread_local! {
     /// The join state this isolate wrote last, under the tag it wrote beside it.
@@ -120,10 +133,8 @@ async fn read_join(kv: &KvStore) -> Result<TrainingJoin> {
 }
 
 /// Writes the state, then a fresh tag; keeps the state in this isolate once both are written.
-async fn write_join(kv: &KvStore, join: TrainingJoin) -> Result<()> {
-    kv.put(keys::TRAINING_JOIN, join.to_json())?
-        .execute()
-        .await?;
+async fn write_join(kv: &KvStore, join: TrainingJoin, json: String) -> Result<()> {
+    kv.put(keys::TRAINING_JOIN, json)?.execute().await?;
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|e| Error::RustError(e.to_string()))?;
     let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
