@@ -290,6 +290,15 @@ impl Expansion for Gemm {
     }
 }
 
+/// `wire` as f32, cast when it is another type.
+fn to_f32(prefix: &str, model: &mut TypedModel, wire: OutletId) -> TractResult<OutletId> {
+    if model.outlet_fact(wire)?.datum_type == f32::datum_type() {
+        return Ok(wire);
+    }
+    let cast = ops::cast::cast(f32::datum_type());
+    Ok(model.wire_node(format!("{prefix}.f32"), cast, &[wire])?[0])
+}
+
 fn scale(model: &mut TypedModel, name: &str, wire: OutletId, by: f32) -> TractResult<OutletId> {
     let factor = model.add_const(format!("{name}.cst"), tensor0(by))?;
     Ok(wire_with_rank_broadcast(name, model, ops::math::mul(), &[factor, wire])?[0])
@@ -374,13 +383,7 @@ impl LinearScores {
         if model.outlet_fact(x)?.rank() == 1 {
             x = model.wire_node(format!("{prefix}.batch"), AxisOp::Add(0), &[x])?[0];
         }
-        if model.outlet_fact(x)?.datum_type != f32::datum_type() {
-            x = model.wire_node(
-                format!("{prefix}.f32"),
-                ops::cast::cast(f32::datum_type()),
-                &[x],
-            )?[0];
-        }
+        x = to_f32(prefix, model, x)?;
         let w = model.add_const(format!("{prefix}.coefficients"), self.coefficients.clone())?;
         let axes = AxesMapping::for_numpy_matmul(2, false, false, false)?;
         let mut scores = model.wire_node(
@@ -579,14 +582,7 @@ impl Expansion for Normalizer {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let mut x = inputs[0];
-        if model.outlet_fact(x)?.datum_type != f32::datum_type() {
-            x = model.wire_node(
-                format!("{prefix}.f32"),
-                ops::cast::cast(f32::datum_type()),
-                &[x],
-            )?[0];
-        }
+        let x = to_f32(prefix, model, inputs[0])?;
         let reduce = |reducer| Reduce::new(tvec!(1), reducer);
         let norm = match self.0 {
             Norm::Max => model.wire_node(format!("{prefix}.max"), reduce(Reducer::Max), &[x])?[0],

@@ -45,16 +45,20 @@ fn manifest(case: &Value, bytes: &[u8]) -> ModelManifest {
     ModelManifest::parse(manifest.to_string().as_bytes()).expect("a valid manifest")
 }
 
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/ops/{name}.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 fn load(name: &str) -> (Value, Result<Model, ModelError>) {
     let case = cases()
         .into_iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no case {name}"));
-    let path = format!(
-        "{}/tests/fixtures/ops/{name}.onnx",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(&path).expect("fixture model");
+    let bytes = fixture(name);
     let loaded = Model::load(manifest(&case, &bytes), &bytes);
     (case, loaded)
 }
@@ -122,11 +126,7 @@ fn a_wrong_reference_output_fails_the_golden_check() {
     // The comparison is live: the same model with one expected value moved is refused.
     let (mut case, _) = load("classifier_binary_logistic");
     case["output"][1] = json!(case["output"][1].as_f64().expect("number") + 0.01);
-    let path = format!(
-        "{}/tests/fixtures/ops/classifier_binary_logistic.onnx",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(path).expect("fixture");
+    let bytes = fixture("classifier_binary_logistic");
     assert!(matches!(
         Model::load(manifest(&case, &bytes), &bytes),
         Err(ModelError::GoldenMismatch { .. })
