@@ -213,9 +213,7 @@ async fn model_pointers(env: &Env) -> Result<ActivePointers> {
 
 /// Appends the entry to the audit log; the write it records happens only after this succeeded.
 async fn audit(env: &Env, who: &str, now_ms: f64, change: Change) -> Result<AuditEntry> {
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let id = super::random_hex::<8>()?;
     let entry = AuditEntry::new(&id, now_ms as u64, who, change);
     env.bucket(MODELS)?
         .put(entry.key(), entry.to_json().into_bytes())

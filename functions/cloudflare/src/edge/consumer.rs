@@ -135,9 +135,7 @@ async fn read_join(kv: &KvStore) -> Result<TrainingJoin> {
 /// Writes the state, then a fresh tag; keeps the state in this isolate once both are written.
 async fn write_join(kv: &KvStore, join: TrainingJoin, json: String) -> Result<()> {
     kv.put(keys::TRAINING_JOIN, json)?.execute().await?;
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| Error::RustError(e.to_string()))?;
-    let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let tag = super::random_hex::<16>()?;
     kv.put(keys::TRAINING_JOIN_TAG, tag.as_str())?
         .execute()
         .await?;

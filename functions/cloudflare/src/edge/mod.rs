@@ -25,6 +25,13 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// `N` random bytes from the runtime, as lowercase hex: ids and tags that only need to differ.
+fn random_hex<const N: usize>() -> Result<String> {
+    let mut random = [0u8; N];
+    getrandom::fill(&mut random).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     constructors::run_once();
