@@ -21,6 +21,7 @@ use tract_onnx::prelude::{
 };
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::request::hex;
 use crate::validate::{Invalid, Issue, Issues, field, index};
 
 /// Largest `hashed` bucket count accepted; a larger one is a typo, not a model.
@@ -198,16 +199,6 @@ fn hash_u64(bytes: &[u8]) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Whether this unit is served the candidate version during its canary.
