@@ -83,7 +83,10 @@ pub struct AggregateArgs {
 }
 
 const SNAPSHOT_KEY: &str = "snapshot:active";
+/// What the components read: the posteriors without the applied ids.
 const POSTERIORS_KEY: &str = "posteriors:active";
+/// The aggregator's own copy, with the ids it applied.
+const POSTERIORS_STATE_KEY: &str = "posteriors:state";
 const TRAINING_JOIN_KEY: &str = "training:join";
 
 fn now() -> u64 {
@@ -217,8 +220,10 @@ fn apply_batch(
         }
     }
     let now = now();
-    let (report, version, rows): (ApplyReport, u64, usize) =
-        redis::transaction(kv, &[POSTERIORS_KEY, TRAINING_JOIN_KEY], |kv, pipe| {
+    let (report, version, rows): (ApplyReport, u64, usize) = redis::transaction(
+        kv,
+        &[POSTERIORS_STATE_KEY, POSTERIORS_KEY, TRAINING_JOIN_KEY],
+        |kv, pipe| {
             let snapshot: Option<Vec<u8>> = kv.get(SNAPSHOT_KEY)?;
             let Some(snapshot) = snapshot else {
                 return Err(redis::RedisError::from((
@@ -233,7 +238,12 @@ fn apply_batch(
                     format!("{e:?}"),
                 ))
             })?;
-            let current: Option<Vec<u8>> = kv.get(POSTERIORS_KEY)?;
+            // A store written before the aggregator kept its own copy has only the published
+            // one, which then still carried the applied ids.
+            let current: Option<Vec<u8>> = match kv.get(POSTERIORS_STATE_KEY)? {
+                Some(state) => Some(state),
+                None => kv.get(POSTERIORS_KEY)?,
+            };
             let mut posteriors = match current {
                 Some(bytes) => PosteriorSnapshot::parse(&bytes).map_err(|e| {
                     redis::RedisError::from((
@@ -265,14 +275,18 @@ fn apply_batch(
                 }
             }
             if posteriors.version != before {
-                pipe.set(POSTERIORS_KEY, posteriors.to_json()).ignore();
+                pipe.set(POSTERIORS_STATE_KEY, posteriors.to_json())
+                    .ignore();
+                pipe.set(POSTERIORS_KEY, posteriors.published().to_json())
+                    .ignore();
             } else {
                 pipe.get(POSTERIORS_KEY).ignore();
             }
             pipe.set(TRAINING_JOIN_KEY, join.to_json()).ignore();
             let done: Option<()> = pipe.query(kv)?;
             Ok(done.map(|()| (report, posteriors.version, rows.len())))
-        })
-        .map_err(err("posteriors"))?;
+        },
+    )
+    .map_err(err("posteriors"))?;
     Ok((report, version, dead.len(), dead, rows))
 }

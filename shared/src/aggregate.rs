@@ -4,7 +4,9 @@
 //! `applied` with its time, so a redelivered batch changes nothing; ids are forgotten after
 //! [`DEDUPE_HORIZON_SECONDS`] (or earlier when more than [`MAX_APPLIED`] are held), and
 //! `appliedSince` records the oldest time still covered: an event older than that may already
-//! have been counted and is ignored rather than counted twice.
+//! have been counted and is ignored rather than counted twice. The aggregator stores the whole
+//! document as its state and publishes it to the edge without the ids
+//! ([`PosteriorSnapshot::published`]).
 //!
 //! Counts are stored raw (rewards are not capped at exposures, since feedback can reach the
 //! queue before its exposure and capping would make the result depend on arrival order); the
@@ -37,8 +39,9 @@ pub struct PosteriorSnapshot {
     /// Unix seconds of the last change.
     pub updated_at: u64,
     pub experiments: BTreeMap<String, ExperimentPosterior>,
-    /// Recently applied event ids → event time.
-    #[serde(default)]
+    /// Recently applied event ids → event time. Only the aggregator needs them; the document
+    /// the edge reads leaves them out ([`PosteriorSnapshot::published`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied: BTreeMap<String, u64>,
     /// Events older than this (unix seconds) are ignored: their ids may have been forgotten.
     #[serde(default)]
@@ -120,6 +123,20 @@ impl PosteriorSnapshot {
             }
         }
         issues.finish(posteriors)
+    }
+
+    /// The document the edge reads: this one without the applied ids. They are most of its
+    /// size (up to [`MAX_APPLIED`], about 5 MB), and an edge that parsed them would pay for it
+    /// on every refresh (the Worker) or every request (Spin). The aggregator keeps the whole
+    /// document as its own state and publishes this beside it.
+    pub fn published(&self) -> PosteriorSnapshot {
+        PosteriorSnapshot {
+            version: self.version,
+            updated_at: self.updated_at,
+            experiments: self.experiments.clone(),
+            applied: BTreeMap::new(),
+            applied_since: self.applied_since,
+        }
     }
 
     /// The document as JSON for KV.
@@ -434,6 +451,36 @@ mod tests {
         let report = apply_events(&mut p, &events, &snapshot(), NOW);
         assert_eq!(report.duplicates, 2);
         assert_eq!(p, once);
+    }
+
+    #[test]
+    fn the_published_document_leaves_the_applied_ids_to_the_aggregator() {
+        let mut p = PosteriorSnapshot::default();
+        let events = vec![
+            exposure("d1", "hero", "a", NOW),
+            click("d1", "hero", "a", NOW),
+        ];
+        apply_events(&mut p, &events, &snapshot(), NOW);
+        assert_eq!(
+            p.applied.len(),
+            3,
+            "two events and the decision's reward key"
+        );
+
+        let published = p.published();
+        let json = published.to_json();
+        assert!(!json.contains("\"applied\""), "{json}");
+        assert!(json.contains("\"appliedSince\""), "{json}");
+        let read = PosteriorSnapshot::parse(json.as_bytes()).unwrap();
+        assert_eq!(read.experiments, p.experiments);
+        assert_eq!(
+            (read.version, read.updated_at, read.applied_since),
+            (p.version, p.updated_at, p.applied_since)
+        );
+        assert!(read.applied.is_empty());
+        // The aggregator's own copy keeps them: a redelivery is still recognised.
+        let state = PosteriorSnapshot::parse(p.to_json().as_bytes()).unwrap();
+        assert_eq!(state, p);
     }
 
     #[test]

@@ -188,6 +188,12 @@ test('the aggregator moves the posteriors and the component picks them up; a cra
   // The component serves with what the aggregator published.
   const doc = posteriors();
   assert.ok(doc.version > version0);
+  // They read the published document; the aggregator keeps the applied ids in its own state.
+  assert.equal(doc.applied, undefined, Object.keys(doc).join(', '));
+  const state = JSON.parse(stack.cli('GET', 'posteriors:state'));
+  assert.equal(state.version, doc.version);
+  assert.deepEqual(state.experiments, doc.experiments);
+  assert.ok(Object.keys(state.applied).length >= 30, 'the state remembers the applied ids');
   const health = await (await fetch(`${stack.url}/_stellwerk/health`)).json();
   assert.equal(health.posteriors.version, doc.version);
   const probabilities = doc.experiments['hero-headline'].probabilities;

@@ -41,8 +41,11 @@ pub mod secrets {
 pub mod keys {
     /// The snapshot every edge decides with.
     pub const SNAPSHOT: &str = "snapshot:active";
-    /// The bandits' posteriors, written by the events consumer.
+    /// The bandits' posteriors as the edge reads them, published by the events consumer.
     pub const POSTERIORS: &str = "posteriors:active";
+    /// The events consumer's own copy of the posteriors, with the ids it applied (most of its
+    /// size, which no page needs to parse).
+    pub const POSTERIORS_STATE: &str = "posteriors:state";
     /// Which model versions are active, written by the sync.
     pub const MODEL_POINTERS: &str = "models:active";
     /// [`crate::status::ConsumerStatus`].
@@ -51,9 +54,10 @@ pub mod keys {
     pub const DEAD_LETTER_STATUS: &str = "status:dead-letters";
     /// The training-row join between batches (`stellwerk_core::TrainingJoin`).
     pub const TRAINING_JOIN: &str = "training:join";
-    /// A random tag written after each join state: an isolate holding the state it wrote under
-    /// this tag need not read and parse the (large) state again.
-    pub const TRAINING_JOIN_TAG: &str = "training:join:tag";
+    /// A random tag the events consumer writes before its state (posteriors state and join): an
+    /// isolate holding the state it wrote under the tag KV still carries need not read and parse
+    /// that (large) state again.
+    pub const CONSUMER_STATE_TAG: &str = "consumer:state:tag";
     /// Prefix of the feedback dedupe keys (expire after the attribution window).
     pub const DEDUPE_PREFIX: &str = "dedupe:";
 }

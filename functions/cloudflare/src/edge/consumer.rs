@@ -53,19 +53,18 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
         .as_deref()
         .ok_or_else(|| Error::RustError("no valid snapshot to aggregate with".into()))?;
     let kv = env.kv(KV)?;
-    // Read afresh, not from the isolate cache: this is a read-modify-write.
-    let mut posteriors = match kv.get(keys::POSTERIORS).bytes().await? {
-        Some(bytes) => PosteriorSnapshot::parse(&bytes)
-            .map_err(|e| Error::RustError(format!("posteriors in KV: {e}")))?,
-        None => PosteriorSnapshot::default(),
-    };
+    // Read afresh (or as this isolate wrote it last), not from the pages' cache: this is a
+    // read-modify-write.
+    let ConsumerState {
+        mut posteriors,
+        mut join,
+    } = read_state(&kv).await?;
     let now = (now_ms / 1000.0) as u64;
     let report = apply_events(&mut posteriors, &accepted, snapshot, now);
 
     // Training rows: exposures joined with their rewards once the window closed. The objects
     // are written first, under keys that hash their rows, so a retried batch rewrites the same
     // objects; the join state is saved only after the posteriors.
-    let mut join = read_join(&kv).await?;
     let mut rows = join_training(
         &mut join,
         &accepted,
@@ -87,11 +86,15 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     for batch in training_batches(&rows) {
         bucket.put(&batch.key, batch.body).execute().await?;
     }
-    kv.put(keys::POSTERIORS, posteriors.to_json())?
-        .execute()
-        .await?;
-    write_join(&kv, join, join_json).await?;
-    isolate::replace_posteriors(posteriors, now_ms);
+    let published = posteriors.published();
+    write_state(
+        &kv,
+        ConsumerState { posteriors, join },
+        join_json,
+        &published,
+    )
+    .await?;
+    isolate::replace_posteriors(published, now_ms);
 
     let mut status: ConsumerStatus = read_record(&kv, keys::CONSUMER_STATUS).await?;
     status.record(&accepted, rejected, &report, now_ms);
@@ -106,40 +109,78 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
 /// KV refuses values over 25 MiB; the join state is kept under this, with a margin.
 const JOIN_STATE_MAX_BYTES: usize = 20 * 1024 * 1024;
 
-thread_local! {
-    /// The join state this isolate wrote last, under the tag it wrote beside it.
-    static LAST_JOIN: RefCell<Option<(String, TrainingJoin)>> = const { RefCell::new(None) };
+/// What the consumer carries from batch to batch: the posteriors with the ids it applied, and
+/// the training join.
+struct ConsumerState {
+    posteriors: PosteriorSnapshot,
+    join: TrainingJoin,
 }
 
-/// The join state: the one this isolate wrote last if KV still carries its tag, else read and
-/// parsed from KV. It holds every exposure of the join window, so parsing it is most of a
-/// batch's work; the consumer usually runs in the isolate that wrote the last state.
-async fn read_join(kv: &KvStore) -> Result<TrainingJoin> {
+thread_local! {
+    /// The state this isolate wrote last, under the tag it wrote before it.
+    static LAST_STATE: RefCell<Option<(String, ConsumerState)>> = const { RefCell::new(None) };
+}
+
+/// The consumer's state: the one this isolate wrote last if KV still carries its tag, else read
+/// and parsed from KV. It holds every applied id and every exposure of the join window, so
+/// parsing it is most of a batch's work; the consumer usually runs in the isolate that wrote the
+/// last state.
+async fn read_state(kv: &KvStore) -> Result<ConsumerState> {
     // Taken out, not borrowed: a batch that fails after changing it must not leave it cached.
-    let cached = LAST_JOIN.with(|last| last.borrow_mut().take());
-    let tag = kv.get(keys::TRAINING_JOIN_TAG).text().await?;
-    if let Some((cached_tag, join)) = cached
+    let cached = LAST_STATE.with(|last| last.borrow_mut().take());
+    let tag = kv.get(keys::CONSUMER_STATE_TAG).text().await?;
+    if let Some((cached_tag, state)) = cached
         && tag.as_deref() == Some(cached_tag.as_str())
     {
-        return Ok(join);
+        return Ok(state);
     }
-    Ok(match kv.get(keys::TRAINING_JOIN).bytes().await? {
+    let (posteriors, join) = futures_util::future::join(
+        kv.get(keys::POSTERIORS_STATE).bytes(),
+        kv.get(keys::TRAINING_JOIN).bytes(),
+    )
+    .await;
+    // A namespace written before the consumer kept its own copy has only the published one,
+    // which then still carried the applied ids.
+    let posteriors = match posteriors? {
+        Some(bytes) => Some(bytes),
+        None => kv.get(keys::POSTERIORS).bytes().await?,
+    };
+    let posteriors = match posteriors {
+        Some(bytes) => PosteriorSnapshot::parse(&bytes)
+            .map_err(|e| Error::RustError(format!("posteriors in KV: {e}")))?,
+        None => PosteriorSnapshot::default(),
+    };
+    let join = match join? {
         Some(bytes) => TrainingJoin::parse(&bytes).unwrap_or_else(|error| {
             console_warn!("stellwerk: training join state unreadable, starting afresh: {error}");
             TrainingJoin::default()
         }),
         None => TrainingJoin::default(),
-    })
+    };
+    Ok(ConsumerState { posteriors, join })
 }
 
-/// Writes the state, then a fresh tag; keeps the state in this isolate once both are written.
-async fn write_join(kv: &KvStore, join: TrainingJoin, json: String) -> Result<()> {
-    kv.put(keys::TRAINING_JOIN, json)?.execute().await?;
+/// Writes a fresh tag, then the state and the published posteriors; keeps the state in this
+/// isolate once all are written. The tag goes first so that no isolate can pair its cached
+/// state with a tag KV carries beside a newer state.
+async fn write_state(
+    kv: &KvStore,
+    state: ConsumerState,
+    join_json: String,
+    published: &PosteriorSnapshot,
+) -> Result<()> {
     let tag = super::random_hex::<16>()?;
-    kv.put(keys::TRAINING_JOIN_TAG, tag.as_str())?
+    kv.put(keys::CONSUMER_STATE_TAG, tag.as_str())?
         .execute()
         .await?;
-    LAST_JOIN.with(|last| *last.borrow_mut() = Some((tag, join)));
+    kv.put(keys::POSTERIORS_STATE, state.posteriors.to_json())?
+        .execute()
+        .await?;
+    kv.put(keys::POSTERIORS, published.to_json())?
+        .execute()
+        .await?;
+    kv.put(keys::TRAINING_JOIN, join_json)?.execute().await?;
+    LAST_STATE.with(|last| *last.borrow_mut() = Some((tag, state)));
     Ok(())
 }
 
