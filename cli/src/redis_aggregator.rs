@@ -26,8 +26,8 @@ use redis::{Commands, Connection, RedisResult};
 use serde_json::json;
 use stellwerk_core::s3::ObjectStore;
 use stellwerk_core::{
-    ApplyReport, Event, PosteriorSnapshot, Snapshot, TrainingJoin, apply_events, join_training,
-    learn_linear, training_batches,
+    ApplyReport, Event, JoinState, PendingRow, PosteriorSnapshot, Snapshot, apply_events,
+    close_buckets, first_open_bucket, join_batch, learn_linear, training_batches,
 };
 
 use crate::spin_sync::{StoreKeys, put};
@@ -87,7 +87,15 @@ const SNAPSHOT_KEY: &str = "snapshot:active";
 const POSTERIORS_KEY: &str = "posteriors:active";
 /// The aggregator's own copy, with the ids it applied.
 const POSTERIORS_STATE_KEY: &str = "posteriors:state";
+/// The training join's rewards (`JoinState`); every batch writes it, so watching it serialises
+/// the aggregators' changes to the join.
 const TRAINING_JOIN_KEY: &str = "training:join";
+/// Bucket starts that have exposure lists (`training:exposures:<start>`, one entry per batch).
+const JOIN_BUCKETS_KEY: &str = "training:exposure-buckets";
+
+fn join_segments_key(start: u64) -> String {
+    format!("training:exposures:{start}")
+}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -257,11 +265,27 @@ fn apply_batch(
             let before = posteriors.version;
             let report = apply_events(&mut posteriors, &parsed, &snapshot, now);
             let stored: Option<Vec<u8>> = kv.get(TRAINING_JOIN_KEY)?;
-            // An unreadable join state costs the rows it held, never the posteriors.
+            // An unreadable join state costs the rewards it held, never the posteriors.
             let mut join = stored
-                .and_then(|bytes| TrainingJoin::parse(&bytes).ok())
+                .and_then(|bytes| JoinState::parse(&bytes).ok())
                 .unwrap_or_default();
-            let rows = join_training(&mut join, &parsed, &snapshot, now, join_seconds);
+            // The batch's exposures, by bucket: appended to their bucket's list, or, for a bucket
+            // that closes now, joined straight away with the lists stored before.
+            let mut segments = join_batch(&mut join, &parsed, &snapshot, now, join_seconds);
+            let open = first_open_bucket(now, join_seconds);
+            let mut closing: Vec<Vec<PendingRow>> = Vec::new();
+            let mut closed = Vec::new();
+            if join.open_from < open {
+                let starts: Vec<u64> = kv.smembers(JOIN_BUCKETS_KEY)?;
+                for start in starts.into_iter().filter(|start| *start < open) {
+                    let lists: Vec<Vec<u8>> = kv.lrange(join_segments_key(start), 0, -1)?;
+                    closing.extend(lists.iter().filter_map(|b| serde_json::from_slice(b).ok()));
+                    closed.push(start);
+                }
+                let still_open = segments.split_off(&open);
+                closing.extend(std::mem::replace(&mut segments, still_open).into_values());
+            }
+            let rows = close_buckets(&mut join, &closing, now, join_seconds);
             learn_linear(&mut posteriors, &rows, &snapshot, now);
             if let Some(store) = store {
                 for batch in training_batches(&rows) {
@@ -281,6 +305,15 @@ fn apply_batch(
                     .ignore();
             } else {
                 pipe.get(POSTERIORS_KEY).ignore();
+            }
+            for (start, segment) in &segments {
+                let segment = serde_json::to_string(segment).unwrap_or_default();
+                pipe.rpush(join_segments_key(*start), segment).ignore();
+                pipe.sadd(JOIN_BUCKETS_KEY, start).ignore();
+            }
+            for start in &closed {
+                pipe.del(join_segments_key(*start)).ignore();
+                pipe.srem(JOIN_BUCKETS_KEY, start).ignore();
             }
             pipe.set(TRAINING_JOIN_KEY, join.to_json()).ignore();
             let done: Option<()> = pipe.query(kv)?;

@@ -4,19 +4,20 @@
 //! Every visitor goes through the same calls an edge makes: `decide` on a real snapshot (the
 //! visitor's device comes from its user agent, "returning" from its cookie), a click beacon
 //! through `accept_feedback` with the page's signed token, and every `batch` visitors the
-//! aggregator's fold: `apply_events` (Beta posteriors and Thompson's P(best)), `join_training`
-//! (training rows) and `learn_linear` (linear Thompson). Only the visitors are simulated: who
-//! arrives and whether they click, drawn from a seeded PRNG. Regret is expected regret: the best
-//! arm's click rate for the visitor's context minus the served arm's, summed.
+//! aggregator's fold: `apply_events` (Beta posteriors and Thompson's P(best)), `join_batch` with
+//! `close_buckets` (training rows) and `learn_linear` (linear Thompson). Only the visitors are
+//! simulated: who arrives and whether they click, drawn from a seeded PRNG. Regret is expected
+//! regret: the best arm's click rate for the visitor's context minus the served arm's, summed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use stellwerk_core::{
-    ConsentState, DecideInput, Keys, LoadedModel, Model, ModelManifest, PlatformFacts,
-    PosteriorSnapshot, RequestFacts, Snapshot, SplitMix64, TrainingJoin, accept_feedback,
-    apply_events, decide, device_class, join_training, learn_linear, training_batches,
+    ConsentState, DecideInput, JoinState, Keys, LoadedModel, Model, ModelManifest, PendingRow,
+    PlatformFacts, PosteriorSnapshot, RequestFacts, Snapshot, SplitMix64, accept_feedback,
+    apply_events, close_buckets, decide, device_class, join_batch, join_bucket, learn_linear,
+    training_batches,
 };
 
 #[derive(clap::Args)]
@@ -252,7 +253,7 @@ fn simulate(
     };
     let mut rng = SplitMix64(seed);
     let mut posteriors = PosteriorSnapshot::default();
-    let mut join = TrainingJoin::default();
+    let mut join = Join::default();
     let mut queue = Vec::new();
     let mut regret = 0.0;
     let mut regret_at = Vec::new();
@@ -347,16 +348,33 @@ fn simulate(
     })
 }
 
+/// The training join as an adapter keeps it: the core's state and the stored segments.
+#[derive(Default)]
+struct Join {
+    state: JoinState,
+    segments: Vec<Vec<PendingRow>>,
+}
+
 fn aggregate(
     posteriors: &mut PosteriorSnapshot,
-    join: &mut TrainingJoin,
+    join: &mut Join,
     events: &[stellwerk_core::Event],
     snapshot: &Snapshot,
     now: u64,
     logs: Option<&PathBuf>,
 ) -> Result<(), String> {
     apply_events(posteriors, events, snapshot, now);
-    let rows = join_training(join, events, snapshot, now, JOIN_WINDOW_SECONDS);
+    let window = JOIN_WINDOW_SECONDS;
+    let batch = join_batch(&mut join.state, events, snapshot, now, window);
+    join.segments.extend(batch.into_values());
+    let rows = close_buckets(&mut join.state, &join.segments, now, window);
+    // A segment holds one bucket; the closed ones are done.
+    let open_from = join.state.open_from;
+    join.segments.retain(|segment| {
+        segment
+            .first()
+            .is_some_and(|p| join_bucket(p.time, window) >= open_from)
+    });
     learn_linear(posteriors, &rows, snapshot, now);
     if let Some(dir) = logs {
         for batch in training_batches(&rows) {

@@ -117,7 +117,8 @@ pub use sync::{
 };
 pub use token::{CLOCK_SKEW_SECONDS, DecisionToken, MAX_TOKEN_BYTES, TokenError};
 pub use training::{
-    JOIN_MEMORY_SECONDS, PendingRow, TRAINING_PREFIX, TrainingBatch, TrainingJoin, TrainingRow,
-    close_oldest, hour_partition, join_state_within, join_training, learn_linear, training_batches,
+    JOIN_MEMORY_SECONDS, JoinState, PendingRow, TRAINING_PREFIX, TrainingBatch, TrainingRow,
+    close_buckets, first_open_bucket, hour_partition, join_batch, join_bucket, join_bucket_seconds,
+    learn_linear, training_batches,
 };
 pub use validate::{Invalid, Issue};

@@ -1,14 +1,19 @@
 //! Training rows: every exposure joined with the reward its decision earned, for reward models,
 //! linear Thompson and off-policy evaluation.
 //!
-//! The aggregator feeds each queue batch to [`join_training`] with the current time. An exposure
-//! waits `window` seconds for feedback carrying its decision id; then it leaves as one
-//! [`TrainingRow`] with the highest reward seen (0 without feedback). Feedback that arrives
-//! before its exposure is held until the exposure comes. The join state is a plain document the
-//! adapter stores between batches; redelivered events change nothing (decision ids already
-//! pending or written are remembered for [`JOIN_MEMORY_SECONDS`] beyond the window). An adapter
-//! whose store caps a value's size serialises with [`join_state_within`], which closes the oldest
-//! exposures early ([`close_oldest`]) until the state fits.
+//! An exposure waits `window` seconds for feedback carrying its decision id; then it leaves as one
+//! [`TrainingRow`] with the highest reward that came within the window (0 without feedback), in
+//! whatever order the exposure and its feedback reached the queue.
+//!
+//! The join is stored so that a batch costs what it carries, not what the window holds:
+//! - [`join_batch`] returns the batch's exposures as **segments**, one per bucket of decision time
+//!   ([`join_bucket_seconds`]), which the adapter stores beside the ones before and never rewrites;
+//! - rewards go into the small [`JoinState`], by decision id;
+//! - once buckets' windows have ended ([`first_open_bucket`]), the adapter reads their segments and
+//!   [`close_buckets`] turns them into rows, each decision once, and moves
+//!   [`JoinState::open_from`] past them. A redelivered exposure lands in its own bucket and joins
+//!   once; one that arrives after its bucket closed is dropped.
+//!
 //! [`training_batches`] turns rows into NDJSON objects under time-partitioned keys whose names
 //! hash the rows they hold, so rewriting a batch after a retry overwrites the same object.
 
@@ -23,8 +28,8 @@ use crate::event::{Event, EventKind};
 use crate::request::hex;
 use crate::snapshot::{Destination, Snapshot};
 
-/// How long written decision ids are remembered after their window closed: queue retries come
-/// seconds to minutes apart, and the ids held are most of the join state after the pending rows.
+/// How long a reward is remembered beyond the window, for an exposure that reaches the queue
+/// late (queue retries come seconds to minutes apart).
 pub const JOIN_MEMORY_SECONDS: u64 = 3600;
 
 /// Object-store prefix of the training logs.
@@ -56,21 +61,20 @@ pub struct TrainingRow {
     pub model: Option<String>,
 }
 
-/// What the join holds between batches (JSON in the adapter's store).
+/// What the join keeps between batches besides the exposure segments (JSON in the adapter's
+/// store): small, since it holds rewards only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TrainingJoin {
-    /// Exposures waiting for their window to close, by decision id.
+pub struct JoinState {
+    /// Rewards by decision id, as they came: (reward, unix seconds).
     #[serde(default)]
-    pub pending: BTreeMap<String, PendingRow>,
-    /// Rewards whose exposure has not arrived yet: decision id → (reward, unix seconds).
+    pub rewards: BTreeMap<String, Vec<(f64, u64)>>,
+    /// Buckets starting before this (unix seconds) are closed: exposures for them are dropped.
     #[serde(default)]
-    pub early_rewards: BTreeMap<String, (f64, u64)>,
-    /// Decision ids already written → decision time (unix seconds).
-    #[serde(default)]
-    pub written: BTreeMap<String, u64>,
+    pub open_from: u64,
 }
 
+/// An exposure waiting in a segment for its window to close.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PendingRow {
@@ -79,9 +83,9 @@ pub struct PendingRow {
     pub row: TrainingRow,
 }
 
-impl TrainingJoin {
+impl JoinState {
     /// Reads a stored join state; an unreadable one is reported so the adapter can decide.
-    pub fn parse(bytes: &[u8]) -> Result<TrainingJoin, String> {
+    pub fn parse(bytes: &[u8]) -> Result<JoinState, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not a training join state: {e}"))
     }
 
@@ -90,121 +94,117 @@ impl TrainingJoin {
     }
 }
 
-/// Folds a batch into the join and returns the rows whose window closed by `now` (unix seconds),
-/// oldest first. Quarantined events and events not meant for a bandit never join.
-pub fn join_training(
-    join: &mut TrainingJoin,
+/// Seconds of decision time per bucket: a thirtieth of the window, from 1 to 60.
+pub fn join_bucket_seconds(window: u64) -> u64 {
+    (window / 30).clamp(1, 60)
+}
+
+/// The start (unix seconds) of the bucket holding decision time `time`.
+pub fn join_bucket(time: u64, window: u64) -> u64 {
+    time - time % join_bucket_seconds(window)
+}
+
+/// The start of the first bucket whose window has not ended by `now`: every bucket before it can
+/// close (its last second's exposures have had their whole window).
+pub fn first_open_bucket(now: u64, window: u64) -> u64 {
+    let seconds = join_bucket_seconds(window);
+    // Closed when start + seconds - 1 + window <= now.
+    match now.checked_sub(window + seconds - 1) {
+        Some(last_closed) => join_bucket(last_closed, window) + seconds,
+        None => 0,
+    }
+}
+
+/// Folds a batch into the join: rewards into `state`, exposures returned as segments by bucket
+/// start, for the adapter to store. Quarantined events and events not meant for a bandit never
+/// join; exposures of closed buckets, or older than the window plus [`JOIN_MEMORY_SECONDS`], are
+/// dropped, and so are rewards older than that.
+pub fn join_batch(
+    state: &mut JoinState,
     events: &[Event],
     snapshot: &Snapshot,
     now: u64,
     window: u64,
-) -> Vec<TrainingRow> {
+) -> BTreeMap<u64, Vec<PendingRow>> {
     let horizon = now.saturating_sub(window.saturating_add(JOIN_MEMORY_SECONDS));
+    let mut segments: BTreeMap<u64, Vec<PendingRow>> = BTreeMap::new();
     for event in events {
         let counted = event.destinations.contains(&Destination::Bandit)
             && !event.destinations.contains(&Destination::Quarantine);
         let Some(decision) = event.decision_id.as_deref().filter(|_| counted) else {
             continue;
         };
-        if event.time < horizon || join.written.contains_key(decision) {
+        if event.time < horizon {
             continue;
         }
         match event.kind {
             EventKind::Exposure => {
-                if join.pending.contains_key(decision) {
+                let bucket = join_bucket(event.time, window);
+                if bucket < state.open_from {
                     continue;
                 }
-                let Some(mut row) = exposure_row(event, decision, snapshot) else {
-                    continue;
-                };
-                if let Some((reward, time)) = join.early_rewards.remove(decision)
-                    && time <= event.time.saturating_add(window)
-                {
-                    row.reward = reward;
-                }
-                join.pending.insert(
-                    decision.to_owned(),
-                    PendingRow {
+                if let Some(row) = exposure_row(event, decision, snapshot) {
+                    segments.entry(bucket).or_default().push(PendingRow {
                         time: event.time,
                         row,
-                    },
-                );
+                    });
+                }
             }
             kind if kind.is_feedback() => {
                 let Some(reward) = event.reward.filter(|r| r.is_finite() && *r > 0.0) else {
                     continue;
                 };
-                let reward = reward.min(1.0);
-                match join.pending.get_mut(decision) {
-                    Some(pending) => {
-                        if event.time <= pending.time.saturating_add(window) {
-                            pending.row.reward = pending.row.reward.max(reward);
-                        }
-                    }
-                    None => {
-                        let entry = join
-                            .early_rewards
-                            .entry(decision.to_owned())
-                            .or_insert((0.0, event.time));
-                        entry.0 = entry.0.max(reward);
-                    }
+                let reward = (reward.min(1.0), event.time);
+                let rewards = state.rewards.entry(decision.to_owned()).or_default();
+                if !rewards.contains(&reward) {
+                    rewards.push(reward);
                 }
             }
             _ => {}
         }
     }
-
-    let closed: Vec<String> = join
-        .pending
-        .iter()
-        .filter(|(_, p)| p.time.saturating_add(window) <= now)
-        .map(|(id, _)| id.clone())
-        .collect();
-    let mut rows = Vec::with_capacity(closed.len());
-    for id in closed {
-        if let Some(pending) = join.pending.remove(&id) {
-            join.written.insert(id, pending.time);
-            rows.push(pending.row);
-        }
-    }
-    join.written.retain(|_, time| *time >= horizon);
-    join.early_rewards.retain(|_, (_, time)| *time >= horizon);
-    rows.sort_by(|a, b| (a.ts, &a.decision).cmp(&(b.ts, &b.decision)));
-    rows
+    state.rewards.retain(|_, rewards| {
+        rewards.retain(|(_, time)| *time >= horizon);
+        !rewards.is_empty()
+    });
+    segments
 }
 
-/// Closes the `count` oldest pending exposures now, with the rewards they have so far, for an
-/// adapter whose store cannot hold the whole join state: the rows still go out, a little early,
-/// instead of the state outgrowing the store. They are remembered as written, like any row.
-pub fn close_oldest(join: &mut TrainingJoin, count: usize) -> Vec<TrainingRow> {
-    let mut oldest: Vec<(u64, String)> = join
-        .pending
-        .iter()
-        .map(|(id, pending)| (pending.time, id.clone()))
-        .collect();
-    oldest.sort();
-    let mut rows = Vec::with_capacity(count.min(oldest.len()));
-    for (_, id) in oldest.into_iter().take(count) {
-        if let Some(pending) = join.pending.remove(&id) {
-            join.written.insert(id, pending.time);
-            rows.push(pending.row);
+/// Closes every bucket whose window has ended by `now`: the exposures of `segments` in such a
+/// bucket (and not closed before), each decision once, become rows with the highest reward that
+/// came within the window after them; [`JoinState::open_from`] moves to [`first_open_bucket`].
+/// Rows come oldest first. Closing the same segments again gives the same rows.
+pub fn close_buckets(
+    state: &mut JoinState,
+    segments: &[Vec<PendingRow>],
+    now: u64,
+    window: u64,
+) -> Vec<TrainingRow> {
+    let open = first_open_bucket(now, window);
+    let mut exposures: BTreeMap<&str, &PendingRow> = BTreeMap::new();
+    for pending in segments.iter().flatten() {
+        let bucket = join_bucket(pending.time, window);
+        if bucket >= state.open_from && bucket < open {
+            exposures.entry(&pending.row.decision).or_insert(pending);
         }
     }
+    let mut rows: Vec<TrainingRow> = exposures
+        .into_values()
+        .map(|pending| {
+            let mut row = pending.row.clone();
+            row.reward = state
+                .rewards
+                .get(&row.decision)
+                .into_iter()
+                .flatten()
+                .filter(|(_, time)| *time <= pending.time.saturating_add(window))
+                .fold(0.0, |best, (reward, _)| reward.max(best));
+            row
+        })
+        .collect();
+    state.open_from = state.open_from.max(open);
     rows.sort_by(|a, b| (a.ts, &a.decision).cmp(&(b.ts, &b.decision)));
     rows
-}
-
-/// The join state as JSON of at most `max_bytes`, for a store that caps a value's size: while
-/// it is larger, the oldest tenth of the pending exposures close early. Returns the JSON and the
-/// rows closed early (empty when it fit).
-pub fn join_state_within(join: &mut TrainingJoin, max_bytes: usize) -> (String, Vec<TrainingRow>) {
-    let mut json = join.to_json();
-    let mut early = Vec::new();
-    while json.len() > max_bytes && !join.pending.is_empty() {
-        early.extend(close_oldest(join, join.pending.len().div_ceil(10)));
-        json = join.to_json();
-    }
-    (json, early)
 }
 
 fn exposure_row(event: &Event, decision: &str, snapshot: &Snapshot) -> Option<TrainingRow> {
@@ -415,9 +415,22 @@ mod tests {
         e
     }
 
+    /// What an adapter does with a batch: stores its segments beside the earlier ones, then
+    /// closes what has closed (handing over every stored segment; the core picks).
+    fn batch(
+        join: &mut JoinState,
+        stored: &mut Vec<Vec<PendingRow>>,
+        events: &[Event],
+        now: u64,
+        window: u64,
+    ) -> Vec<TrainingRow> {
+        stored.extend(join_batch(join, events, &snapshot(), now, window).into_values());
+        close_buckets(join, stored, now, window)
+    }
+
     #[test]
     fn exposures_wait_for_their_window_and_join_rewards_in_any_order() {
-        let mut join = TrainingJoin::default();
+        let (mut join, mut stored) = (JoinState::default(), Vec::new());
         let events = vec![
             click("d2", NOW + 3),
             exposure("d1", "hero", "a", NOW, "softmax"),
@@ -426,10 +439,13 @@ mod tests {
             click("d1", NOW + 20),
             click("d3", NOW + 500),
         ];
-        let rows = join_training(&mut join, &events, &snapshot(), NOW + 10, 60);
+        let rows = batch(&mut join, &mut stored, &events, NOW + 10, 60);
         assert!(rows.is_empty());
-        assert_eq!(join.pending.len(), 3);
-        let rows = join_training(&mut join, &[], &snapshot(), NOW + 62, 60);
+        // Buckets of 2 s for a 60 s window: d3's (NOW + 2 and + 3) closes at NOW + 63.
+        let rows = batch(&mut join, &mut stored, &[], NOW + 62, 60);
+        let got: Vec<&str> = rows.iter().map(|r| r.decision.as_str()).collect();
+        assert_eq!(got, vec!["d1", "d2"]);
+        let rows = [rows, batch(&mut join, &mut stored, &[], NOW + 63, 60)].concat();
         let got: Vec<(&str, f64, Option<&str>, &str)> = rows
             .iter()
             .map(|r| {
@@ -453,81 +469,104 @@ mod tests {
         assert_eq!(rows[0].arms, vec!["a", "b"]);
         assert_eq!(rows[0].snapshot, "v7");
         // Redelivery of the whole batch writes nothing again.
-        let again = join_training(&mut join, &events, &snapshot(), NOW + 120, 60);
+        let again = batch(&mut join, &mut stored, &events, NOW + 120, 60);
         assert!(again.is_empty(), "{again:?}");
-        assert!(join.pending.is_empty());
     }
 
     #[test]
-    fn the_oldest_exposures_close_early_with_the_rewards_they_have() {
-        let mut join = TrainingJoin::default();
-        let events = vec![
-            exposure("d3", "hero", "b", NOW + 2, "softmax"),
-            exposure("d1", "hero", "a", NOW, "softmax"),
-            exposure("d2", "hero", "a", NOW + 1, "softmax"),
-            click("d1", NOW + 3),
-        ];
-        assert!(join_training(&mut join, &events, &snapshot(), NOW + 5, 60).is_empty());
-        let early = close_oldest(&mut join, 2);
-        let got: Vec<(&str, f64)> = early
-            .iter()
-            .map(|r| (r.decision.as_str(), r.reward))
-            .collect();
-        assert_eq!(got, vec![("d1", 1.0), ("d2", 0.0)]);
-        assert_eq!(join.pending.keys().collect::<Vec<_>>(), vec!["d3"]);
-        // Closed early is closed: a redelivery or a late click does not bring them back.
-        let later = join_training(&mut join, &events, &snapshot(), NOW + 70, 60);
-        let got: Vec<&str> = later.iter().map(|r| r.decision.as_str()).collect();
-        assert_eq!(got, vec!["d3"]);
-        assert!(close_oldest(&mut join, 5).is_empty());
+    fn a_batch_stores_only_its_own_exposures_and_the_state_only_rewards() {
+        let (mut join, mut stored) = (JoinState::default(), Vec::new());
+        for round in 0..20u64 {
+            let events: Vec<Event> = (0..50)
+                .map(|i| {
+                    let decision = format!("d{round:02}-{i:02}");
+                    exposure(&decision, "hero", "a", NOW + round * 10, "softmax")
+                })
+                .chain([click(&format!("d{round:02}-00"), NOW + round * 10 + 1)])
+                .collect();
+            let segments = join_batch(&mut join, &events, &snapshot(), NOW + round * 10, 1800);
+            let exposures: usize = segments.values().map(Vec::len).sum();
+            assert_eq!(exposures, 50, "round {round}");
+            stored.extend(segments.into_values());
+        }
+        // Twenty batches later the state holds the twenty rewards, not the thousand exposures.
+        assert_eq!(join.rewards.len(), 20);
+        assert!(
+            join.to_json().len() < 2_000,
+            "{} bytes",
+            join.to_json().len()
+        );
+        // Nothing closes before the window; everything after it, each decision once.
+        assert!(close_buckets(&mut join, &stored, NOW + 1800, 1800).is_empty());
+        let rows = close_buckets(&mut join, &stored, NOW + 190 + 1800 + 59, 1800);
+        assert_eq!(rows.len(), 1000);
+        assert_eq!(rows.iter().filter(|r| r.reward == 1.0).count(), 20);
     }
 
     #[test]
-    fn a_state_over_the_cap_closes_its_oldest_exposures_until_it_fits() {
-        let mut join = TrainingJoin::default();
-        let events: Vec<Event> = (0..40)
-            .map(|i| exposure(&format!("d{i:02}"), "hero", "a", NOW + i, "softmax"))
-            .collect();
-        join_training(&mut join, &events, &snapshot(), NOW + 50, 600);
-        let full = join.to_json();
-        let (same, none) = join_state_within(&mut join, full.len());
-        assert_eq!((same, none.len()), (full.clone(), 0));
+    fn a_redelivered_exposure_joins_once_and_a_late_one_is_dropped() {
+        let (mut join, mut stored) = (JoinState::default(), Vec::new());
+        let first = vec![exposure("d1", "hero", "a", NOW, "softmax")];
+        batch(&mut join, &mut stored, &first, NOW + 1, 10);
+        // The same exposure again, in another segment of the same bucket.
+        batch(&mut join, &mut stored, &first, NOW + 2, 10);
+        assert_eq!(stored.len(), 2);
+        let snapshot_of_join = join.clone();
+        let rows = batch(&mut join, &mut stored, &[], NOW + 10, 10);
+        assert_eq!(rows.len(), 1);
+        // Closing the same segments from the same state again (a retried batch) gives the same rows.
+        let mut retried = snapshot_of_join;
+        assert_eq!(close_buckets(&mut retried, &stored, NOW + 10, 10), rows);
+        // Its bucket is closed: a redelivery after that is dropped, not a second row.
+        assert!(join_batch(&mut join, &first, &snapshot(), NOW + 30, 10).is_empty());
+    }
 
-        let (json, early) = join_state_within(&mut join, full.len() / 2);
-        assert!(json.len() <= full.len() / 2, "{} bytes", json.len());
-        assert_eq!(json, join.to_json());
-        // The oldest went, in order; the rest are still waiting for their window.
-        let closed: Vec<String> = early.iter().map(|r| r.decision.clone()).collect();
-        let expected: Vec<String> = (0..closed.len()).map(|i| format!("d{i:02}")).collect();
-        assert_eq!(closed, expected);
-        assert_eq!(join.pending.len() + closed.len(), 40);
-        assert!(closed.len() >= 20 && closed.len() < 40, "{}", closed.len());
+    #[test]
+    fn a_bucket_closes_when_its_last_second_has_had_its_window() {
+        for window in [0, 3, 60, 1800] {
+            let seconds = join_bucket_seconds(window);
+            let start = join_bucket(NOW + 7, window);
+            let last = start + seconds - 1;
+            assert!(
+                first_open_bucket(last + window - 1, window) <= start,
+                "{window}"
+            );
+            assert_eq!(
+                first_open_bucket(last + window, window),
+                start + seconds,
+                "{window}"
+            );
+        }
+        assert_eq!(join_bucket_seconds(1800), 60);
+        assert_eq!(join_bucket_seconds(0), 1);
     }
 
     #[test]
     fn quarantined_and_unknown_events_never_join() {
-        let mut join = TrainingJoin::default();
+        let mut join = JoinState::default();
         let mut bot = exposure("d1", "hero", "a", NOW, "softmax");
         bot.quarantine();
-        let rows = join_training(
+        let mut bot_click = click("d1", NOW + 1);
+        bot_click.quarantine();
+        let segments = join_batch(
             &mut join,
-            &[bot, exposure("d2", "gone", "a", NOW, "thompson")],
+            &[bot, bot_click, exposure("d2", "gone", "a", NOW, "thompson")],
             &snapshot(),
             NOW + 100,
             10,
         );
-        assert!(rows.is_empty());
-        assert_eq!(join, TrainingJoin::default());
+        assert!(segments.is_empty());
+        assert_eq!(join, JoinState::default());
     }
 
     #[test]
     fn batches_are_partitioned_by_hour_and_named_by_their_rows() {
-        let mut join = TrainingJoin::default();
+        let (mut join, mut stored) = (JoinState::default(), Vec::new());
         let events = vec![
             exposure("d1", "hero", "a", NOW - 1, "softmax"),
             exposure("d2", "hero", "b", NOW + 5, "softmax"),
         ];
-        let rows = join_training(&mut join, &events, &snapshot(), NOW + 100, 10);
+        let rows = batch(&mut join, &mut stored, &events, NOW + 100, 10);
         let batches = training_batches(&rows);
         assert_eq!(batches.len(), 2);
         assert!(

@@ -52,8 +52,11 @@ pub mod keys {
     pub const CONSUMER_STATUS: &str = "status:events";
     /// [`crate::status::DeadLetterStatus`].
     pub const DEAD_LETTER_STATUS: &str = "status:dead-letters";
-    /// The training-row join between batches (`stellwerk_core::TrainingJoin`).
+    /// The training-row join's rewards between batches (`stellwerk_core::JoinState`).
     pub const TRAINING_JOIN: &str = "training:join";
+    /// Prefix of the join's exposure segments: `training:exposures:<bucket start>:<tag>`, one
+    /// per batch and bucket, deleted once the bucket closed.
+    pub const JOIN_SEGMENT_PREFIX: &str = "training:exposures:";
     /// A random tag the events consumer writes before its state (posteriors state and join): an
     /// isolate holding the state it wrote under the tag KV still carries need not read and parse
     /// that (large) state again.

@@ -32,10 +32,6 @@ pub struct ConsumerStatus {
     pub duplicates: u64,
     /// Events held apart as suspected fraud.
     pub quarantined: u64,
-    /// Exposures whose training row was written before its join window ended, because the join
-    /// state would not fit in a KV value.
-    #[serde(default)]
-    pub training_closed_early: u64,
 }
 
 impl ConsumerStatus {

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::cell::RefCell;
 use stellwerk_core::{
-    Event, PosteriorSnapshot, TrainingJoin, apply_events, join_state_within, join_training,
-    learn_linear, training_batches,
+    Event, JoinState, PendingRow, PosteriorSnapshot, TrainingRow, apply_events, close_buckets,
+    first_open_bucket, join_batch, learn_linear, training_batches,
 };
 use wasm_bindgen::JsValue;
 use worker::{Env, Error, KvStore, MessageBatch, MessageExt, Result, console_warn};
@@ -62,43 +62,36 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     let now = (now_ms / 1000.0) as u64;
     let report = apply_events(&mut posteriors, &accepted, snapshot, now);
 
-    // Training rows: exposures joined with their rewards once the window closed. The objects
-    // are written first, under keys that hash their rows, so a retried batch rewrites the same
-    // objects; the join state is saved only after the posteriors.
-    let mut rows = join_training(
-        &mut join,
-        &accepted,
-        snapshot,
-        now,
-        join_window_seconds(env),
-    );
-    let (join_json, early) = join_state_within(&mut join, JOIN_STATE_MAX_BYTES);
-    if !early.is_empty() {
-        console_warn!(
-            "stellwerk: training join state over {JOIN_STATE_MAX_BYTES} bytes: {} exposures closed before their window ended",
-            early.len()
+    // Training rows: the batch's exposures are stored as segments of their decision-time bucket;
+    // buckets whose window has ended are read and closed into rows. The row objects are written
+    // first, under keys that hash their rows, so a retried batch rewrites the same objects; the
+    // join state is saved with the posteriors, and closed segments are deleted last.
+    let window = join_window_seconds(env);
+    for (start, segment) in join_batch(&mut join, &accepted, snapshot, now, window) {
+        let key = format!(
+            "{}{start:010}:{}",
+            keys::JOIN_SEGMENT_PREFIX,
+            super::random_hex::<8>()?
         );
+        kv.put(&key, serde_json::to_string(&segment)?)?
+            .execute()
+            .await?;
     }
-    let closed_early = early.len();
-    rows.extend(early);
+    let (rows, closed_segments) = close_buckets_due(&kv, &mut join, now, window).await?;
     learn_linear(&mut posteriors, &rows, snapshot, now);
     let bucket = env.bucket(MODELS)?;
     for batch in training_batches(&rows) {
         bucket.put(&batch.key, batch.body).execute().await?;
     }
     let published = posteriors.published();
-    write_state(
-        &kv,
-        ConsumerState { posteriors, join },
-        join_json,
-        &published,
-    )
-    .await?;
+    write_state(&kv, ConsumerState { posteriors, join }, &published).await?;
     isolate::replace_posteriors(published, now_ms);
+    for key in closed_segments {
+        kv.delete(&key).await?;
+    }
 
     let mut status: ConsumerStatus = read_record(&kv, keys::CONSUMER_STATUS).await?;
     status.record(&accepted, rejected, &report, now_ms);
-    status.training_closed_early += closed_early as u64;
     write_record(&kv, keys::CONSUMER_STATUS, &status).await?;
     for message in to_ack {
         message.ack();
@@ -106,14 +99,62 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
     Ok(())
 }
 
-/// KV refuses values over 25 MiB; the join state is kept under this, with a margin.
-const JOIN_STATE_MAX_BYTES: usize = 20 * 1024 * 1024;
+/// Closes the buckets whose window has ended, when there are any (about once per bucket, a
+/// minute with the default window): lists the stored segments, reads those of closable buckets
+/// and hands them to the core. Returns the rows and the keys of the segments now closed.
+/// KV lists are eventually consistent, but a segment is closed a whole window after it was
+/// written.
+async fn close_buckets_due(
+    kv: &KvStore,
+    join: &mut JoinState,
+    now: u64,
+    window: u64,
+) -> Result<(Vec<TrainingRow>, Vec<String>)> {
+    let open = first_open_bucket(now, window);
+    if join.open_from >= open {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut closable = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut list = kv.list().prefix(keys::JOIN_SEGMENT_PREFIX.to_owned());
+        if let Some(cursor) = cursor.take() {
+            list = list.cursor(cursor);
+        }
+        let page = list.execute().await?;
+        for key in page.keys {
+            let start = key.name[keys::JOIN_SEGMENT_PREFIX.len()..]
+                .split(':')
+                .next()
+                .and_then(|start| start.parse::<u64>().ok());
+            if start.is_some_and(|start| start < open) {
+                closable.push(key.name);
+            }
+        }
+        match page.cursor {
+            Some(next) if !page.list_complete => cursor = Some(next),
+            _ => break,
+        }
+    }
+    let bodies = futures_util::future::try_join_all(
+        closable
+            .iter()
+            .map(|key| async move { kv.get(key).bytes().await }),
+    )
+    .await?;
+    let segments: Vec<Vec<PendingRow>> = bodies
+        .into_iter()
+        .flatten()
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    Ok((close_buckets(join, &segments, now, window), closable))
+}
 
 /// What the consumer carries from batch to batch: the posteriors with the ids it applied, and
-/// the training join.
+/// the training join's rewards.
 struct ConsumerState {
     posteriors: PosteriorSnapshot,
-    join: TrainingJoin,
+    join: JoinState,
 }
 
 thread_local! {
@@ -122,9 +163,8 @@ thread_local! {
 }
 
 /// The consumer's state: the one this isolate wrote last if KV still carries its tag, else read
-/// and parsed from KV. It holds every applied id and every exposure of the join window, so
-/// parsing it is most of a batch's work; the consumer usually runs in the isolate that wrote the
-/// last state.
+/// and parsed from KV. It holds every applied id, so parsing it is most of a batch's work; the
+/// consumer usually runs in the isolate that wrote the last state.
 async fn read_state(kv: &KvStore) -> Result<ConsumerState> {
     // Taken out, not borrowed: a batch that fails after changing it must not leave it cached.
     let cached = LAST_STATE.with(|last| last.borrow_mut().take());
@@ -151,11 +191,11 @@ async fn read_state(kv: &KvStore) -> Result<ConsumerState> {
         None => PosteriorSnapshot::default(),
     };
     let join = match join? {
-        Some(bytes) => TrainingJoin::parse(&bytes).unwrap_or_else(|error| {
+        Some(bytes) => JoinState::parse(&bytes).unwrap_or_else(|error| {
             console_warn!("stellwerk: training join state unreadable, starting afresh: {error}");
-            TrainingJoin::default()
+            JoinState::default()
         }),
-        None => TrainingJoin::default(),
+        None => JoinState::default(),
     };
     Ok(ConsumerState { posteriors, join })
 }
@@ -166,7 +206,6 @@ async fn read_state(kv: &KvStore) -> Result<ConsumerState> {
 async fn write_state(
     kv: &KvStore,
     state: ConsumerState,
-    join_json: String,
     published: &PosteriorSnapshot,
 ) -> Result<()> {
     let tag = super::random_hex::<16>()?;
@@ -179,7 +218,9 @@ async fn write_state(
     kv.put(keys::POSTERIORS, published.to_json())?
         .execute()
         .await?;
-    kv.put(keys::TRAINING_JOIN, join_json)?.execute().await?;
+    kv.put(keys::TRAINING_JOIN, state.join.to_json())?
+        .execute()
+        .await?;
     LAST_STATE.with(|last| *last.borrow_mut() = Some((tag, state)));
     Ok(())
 }
