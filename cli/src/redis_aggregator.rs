@@ -279,7 +279,14 @@ fn apply_batch(
                 let starts: Vec<u64> = kv.smembers(JOIN_BUCKETS_KEY)?;
                 for start in starts.into_iter().filter(|start| *start < open) {
                     let lists: Vec<Vec<u8>> = kv.lrange(join_segments_key(start), 0, -1)?;
-                    closing.extend(lists.iter().filter_map(|b| serde_json::from_slice(b).ok()));
+                    for list in &lists {
+                        match serde_json::from_slice(list) {
+                            Ok(segment) => closing.push(segment),
+                            Err(e) => eprintln!(
+                                "stellwerk aggregate: a training segment of bucket {start} is unreadable, its rows are lost: {e}"
+                            ),
+                        }
+                    }
                     closed.push(start);
                 }
                 let still_open = segments.split_off(&open);

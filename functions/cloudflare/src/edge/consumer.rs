@@ -103,7 +103,9 @@ pub async fn events(batch: &MessageBatch<JsValue>, env: &Env, now_ms: f64) -> Re
 /// minute with the default window): lists the stored segments, reads those of closable buckets
 /// and hands them to the core. Returns the rows and the keys of the segments now closed.
 /// KV lists are eventually consistent, but a segment is closed a whole window after it was
-/// written.
+/// written. KV takes one write a second per key (the posteriors), which keeps the consumer near
+/// a batch a second: a minute's bucket holds about sixty segments, well inside the operations
+/// an invocation may make.
 async fn close_buckets_due(
     kv: &KvStore,
     join: &mut JoinState,
@@ -144,8 +146,16 @@ async fn close_buckets_due(
     .await?;
     let segments: Vec<Vec<PendingRow>> = bodies
         .into_iter()
-        .flatten()
-        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .zip(&closable)
+        .filter_map(|(bytes, key)| match serde_json::from_slice(&bytes?) {
+            Ok(segment) => Some(segment),
+            Err(error) => {
+                console_warn!(
+                    "stellwerk: training segment {key} unreadable, its rows are lost: {error}"
+                );
+                None
+            }
+        })
         .collect();
     Ok((close_buckets(join, &segments, now, window), closable))
 }
