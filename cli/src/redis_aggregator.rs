@@ -27,7 +27,7 @@ use serde_json::json;
 use stellwerk_core::s3::ObjectStore;
 use stellwerk_core::{
     ApplyReport, Event, JoinState, PendingRow, PosteriorSnapshot, Snapshot, apply_events,
-    close_buckets, first_open_bucket, join_batch, learn_linear, training_batches,
+    close_buckets, join_batch, learn_linear, training_batches,
 };
 
 use crate::spin_sync::{StoreKeys, put};
@@ -272,10 +272,9 @@ fn apply_batch(
             // The batch's exposures, by bucket: appended to their bucket's list, or, for a bucket
             // that closes now, joined straight away with the lists stored before.
             let mut segments = join_batch(&mut join, &parsed, &snapshot, now, join_seconds);
-            let open = first_open_bucket(now, join_seconds);
             let mut closing: Vec<Vec<PendingRow>> = Vec::new();
             let mut closed = Vec::new();
-            if join.open_from < open {
+            if let Some(open) = join.closing_before(now, join_seconds) {
                 let starts: Vec<u64> = kv.smembers(JOIN_BUCKETS_KEY)?;
                 for start in starts.into_iter().filter(|start| *start < open) {
                     let lists: Vec<Vec<u8>> = kv.lrange(join_segments_key(start), 0, -1)?;

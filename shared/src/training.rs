@@ -92,6 +92,14 @@ impl JoinState {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// Whether buckets have closed since the last close: then the start of the first bucket
+    /// still open ([`first_open_bucket`]), for the adapter to read the segments of the buckets
+    /// before it and hand them to [`close_buckets`]; `None` when nothing is due.
+    pub fn closing_before(&self, now: u64, window: u64) -> Option<u64> {
+        let open = first_open_bucket(now, window);
+        (self.open_from < open).then_some(open)
+    }
 }
 
 /// Seconds of decision time per bucket: a thirtieth of the window, from 1 to 60.
@@ -514,6 +522,9 @@ mod tests {
         let snapshot_of_join = join.clone();
         let rows = batch(&mut join, &mut stored, &[], NOW + 10, 10);
         assert_eq!(rows.len(), 1);
+        // Nothing more is due until the next bucket's window has ended.
+        assert_eq!(join.closing_before(NOW + 10, 10), None);
+        assert_eq!(join.closing_before(NOW + 11, 10), Some(NOW + 2));
         // Closing the same segments from the same state again (a retried batch) gives the same rows.
         let mut retried = snapshot_of_join;
         assert_eq!(close_buckets(&mut retried, &stored, NOW + 10, 10), rows);

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::cell::RefCell;
 use stellwerk_core::{
     Event, JoinState, PendingRow, PosteriorSnapshot, TrainingRow, apply_events, close_buckets,
-    first_open_bucket, join_batch, learn_linear, training_batches,
+    join_batch, learn_linear, training_batches,
 };
 use wasm_bindgen::JsValue;
 use worker::{Env, Error, KvStore, MessageBatch, MessageExt, Result, console_warn};
@@ -112,10 +112,9 @@ async fn close_buckets_due(
     now: u64,
     window: u64,
 ) -> Result<(Vec<TrainingRow>, Vec<String>)> {
-    let open = first_open_bucket(now, window);
-    if join.open_from >= open {
+    let Some(open) = join.closing_before(now, window) else {
         return Ok((Vec::new(), Vec::new()));
-    }
+    };
     let mut closable = Vec::new();
     let mut cursor = None;
     loop {
@@ -219,18 +218,14 @@ async fn write_state(
     published: &PosteriorSnapshot,
 ) -> Result<()> {
     let tag = super::random_hex::<16>()?;
-    kv.put(keys::CONSUMER_STATE_TAG, tag.as_str())?
-        .execute()
-        .await?;
-    kv.put(keys::POSTERIORS_STATE, state.posteriors.to_json())?
-        .execute()
-        .await?;
-    kv.put(keys::POSTERIORS, published.to_json())?
-        .execute()
-        .await?;
-    kv.put(keys::TRAINING_JOIN, state.join.to_json())?
-        .execute()
-        .await?;
+    for (key, value) in [
+        (keys::CONSUMER_STATE_TAG, tag.clone()),
+        (keys::POSTERIORS_STATE, state.posteriors.to_json()),
+        (keys::POSTERIORS, published.to_json()),
+        (keys::TRAINING_JOIN, state.join.to_json()),
+    ] {
+        kv.put(key, value)?.execute().await?;
+    }
     LAST_STATE.with(|last| *last.borrow_mut() = Some((tag, state)));
     Ok(())
 }
