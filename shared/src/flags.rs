@@ -1,7 +1,7 @@
 //! OpenFeature flagd flag definitions: parsing, validation and evaluation.
 //!
 //! A flagd document is validated once ([`FlagSet::parse`]): `$evaluators` are substituted for
-//! every `{"$ref": name}` and each flag's targeting is compiled, so evaluation never re-parses.
+//! every `{"$ref": name}` and each flag's targeting is checked, so evaluation never re-parses.
 //! Evaluation follows flagd and its published conformance suite (flagd-testbed): the context
 //! gains `$flagd.flagKey` and `$flagd.timestamp`, and targeting yields a variant name, or null
 //! for the default variant. Where flagd hands the caller's own default value back (disabled
@@ -21,15 +21,15 @@
 //! yielding `false` and picking a `"false"` variant.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use datalogic_rs::operator::EvalContext;
-use datalogic_rs::{ArenaExt, CustomOperator, DataValue, Engine, EvaluationConfig, Logic};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::jsonlogic::{self, CustomOperation, LogicError};
 use crate::validate::{Invalid, Issues, field, index};
+
+pub use crate::jsonlogic::is_truthy;
 
 /// A parsed flagd document (`{"flags": {...}, "$evaluators": {...}}`).
 #[derive(Debug, Clone, Default)]
@@ -38,14 +38,14 @@ pub struct FlagSet {
     flags: Vec<Flag>,
 }
 
-/// One validated flag with its targeting compiled.
+/// One validated flag with its targeting resolved and checked.
 #[derive(Debug, Clone)]
 struct Flag {
     enabled: bool,
     variants: Map<String, Value>,
     default_variant: Option<String>,
     /// `None` when the flag has no targeting or `{}` (flagd's STATIC case).
-    targeting: Option<Arc<Logic>>,
+    targeting: Option<Arc<Value>>,
 }
 
 impl FlagSet {
@@ -301,10 +301,7 @@ pub enum ErrorCode {
 pub fn check_rule(rule: &Value) -> Result<(), String> {
     let mut issues = Issues::new();
     check_operators(rule, "", &mut issues);
-    if let Some(first) = first_issue(issues) {
-        return Err(first);
-    }
-    compile(rule).map(drop)
+    first_issue(issues).map_or(Ok(()), Err)
 }
 
 /// Evaluates a JsonLogic rule (with flagd's custom operations) against a context.
@@ -318,24 +315,11 @@ pub fn evaluate_rule(
     now_unix_seconds: u64,
 ) -> Result<Value, String> {
     check_rule(rule)?;
-    let compiled = compile(rule)?;
     let data = flagd_context(context, flag_key, now_unix_seconds);
-    match run(&compiled, &data) {
+    match run(rule, &data) {
         Outcome::Value(value) => Ok(value),
         Outcome::OperatorFailed => Ok(Value::Null),
         Outcome::Failed(reason) => Err(reason),
-    }
-}
-
-/// JsonLogic truthiness.
-pub fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(_) => true,
     }
 }
 
@@ -429,7 +413,7 @@ fn parse_flag(
         None => None,
         Some(Value::Object(rule)) if rule.is_empty() => None,
         Some(rule @ Value::Object(_)) => {
-            compile_targeting(rule, &field(path, "targeting"), evaluators, issues)
+            resolve_targeting(rule, &field(path, "targeting"), evaluators, issues)
         }
         Some(_) => {
             issues.push(field(path, "targeting"), "must be a JsonLogic object");
@@ -456,12 +440,12 @@ fn absorb(issues: &mut Issues, local: Issues) -> bool {
     }
 }
 
-fn compile_targeting(
+fn resolve_targeting(
     rule: &Value,
     path: &str,
     evaluators: &Map<String, Value>,
     issues: &mut Issues,
-) -> Option<Arc<Logic>> {
+) -> Option<Arc<Value>> {
     let mut stack = Vec::new();
     let resolved = substitute_refs(rule, path, evaluators, &mut stack, issues)?;
     let mut unknown = Issues::new();
@@ -469,13 +453,7 @@ fn compile_targeting(
     if !absorb(issues, unknown) {
         return None;
     }
-    match compile(&resolved) {
-        Ok(logic) => Some(logic),
-        Err(reason) => {
-            issues.push(path, reason);
-            None
-        }
-    }
+    Some(Arc::new(resolved))
 }
 
 /// Replaces every `{"$ref": name}` with the named evaluator, as flagd does (the `$ref` pair gives
@@ -687,25 +665,15 @@ const SEM_VER: &str = "sem_ver";
 const STARTS_WITH: &str = "starts_with";
 const ENDS_WITH: &str = "ends_with";
 
-/// The JsonLogic engine with flagd's custom operations, built once per isolate.
-fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        Engine::builder()
-            // flagd's JsonLogic compares unlike types as unequal instead of failing.
-            .with_config(EvaluationConfig::default().with_loose_equality_errors(false))
-            .add_operator(FRACTIONAL, Fractional)
-            .add_operator(SEM_VER, SemVer)
-            .add_operator(STARTS_WITH, StringAffix::Starts)
-            .add_operator(ENDS_WITH, StringAffix::Ends)
-            .build()
-    })
-}
-
-fn compile(rule: &Value) -> Result<Arc<Logic>, String> {
-    engine()
-        .compile_arc(rule)
-        .map_err(|e| format!("invalid JsonLogic: {e}"))
+/// flagd's custom operations, by name.
+fn custom_operation(name: &str) -> Option<CustomOperation> {
+    match name {
+        FRACTIONAL => Some(fractional),
+        SEM_VER => Some(sem_ver),
+        STARTS_WITH => Some(|args, _| affix(args, |text, affix| text.starts_with(affix))),
+        ENDS_WITH => Some(|args, _| affix(args, |text, affix| text.ends_with(affix))),
+        _ => None,
+    }
 }
 
 /// The evaluation context as flagd builds it: the caller's, with `$flagd` set (overwritten).
@@ -722,136 +690,70 @@ enum Outcome {
     Value(Value),
     /// A custom operation refused its arguments: the rule resolves to the default variant.
     OperatorFailed,
-    /// The JsonLogic engine failed.
+    /// The JsonLogic evaluation failed.
     Failed(String),
 }
 
-fn run(logic: &Logic, data: &Value) -> Outcome {
-    let arena = datalogic_rs::bumpalo::Bump::new();
-    match engine().evaluate(logic, data, &arena) {
-        Ok(result) => Outcome::Value(to_json(result)),
-        Err(error) => match operator_failure(&error) {
-            Some(_) => Outcome::OperatorFailed,
-            None => Outcome::Failed(error.to_string()),
-        },
+fn run(rule: &Value, data: &Value) -> Outcome {
+    match jsonlogic::evaluate(rule, data, custom_operation) {
+        Ok(result) => Outcome::Value(result),
+        Err(LogicError::Refused(_)) => Outcome::OperatorFailed,
+        Err(LogicError::Failed(reason)) => Outcome::Failed(reason),
     }
 }
 
-fn operator_failure(error: &datalogic_rs::Error) -> Option<&OperatorFailure> {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(failure) = cause.downcast_ref::<OperatorFailure>() {
-            return Some(failure);
-        }
-        source = cause.source();
-    }
-    None
-}
-
-fn to_json(value: &DataValue<'_>) -> Value {
-    match value {
-        DataValue::Null => Value::Null,
-        DataValue::Bool(b) => Value::Bool(*b),
-        DataValue::Number(n) => match n.as_i64() {
-            Some(i) if n.is_integer() => Value::from(i),
-            _ => serde_json::Number::from_f64(n.as_f64())
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-        },
-        DataValue::String(s) => Value::String((*s).to_owned()),
-        DataValue::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        DataValue::Object(pairs) => Value::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), to_json(v)))
-                .collect(),
-        ),
-        #[allow(unreachable_patterns)]
-        _ => Value::Null,
-    }
-}
-
-/// A custom operation's refusal of its arguments.
-#[derive(Debug)]
-struct OperatorFailure(String);
-
-impl fmt::Display for OperatorFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for OperatorFailure {}
-
-fn refuse<T>(reason: impl Into<String>) -> datalogic_rs::Result<T> {
-    Err(datalogic_rs::Error::wrap(OperatorFailure(reason.into())))
-}
-
-fn lookup<'a>(object: &'a DataValue<'a>, key: &str) -> Option<&'a DataValue<'a>> {
-    object
-        .as_object()?
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
+fn refuse<T>(reason: impl Into<String>) -> Result<T, LogicError> {
+    Err(LogicError::Refused(reason.into()))
 }
 
 /// flagd's `fractional` operation.
-struct Fractional;
-
-impl CustomOperator for Fractional {
-    fn evaluate<'a>(
-        &self,
-        args: &[&'a DataValue<'a>],
-        ctx: &mut EvalContext<'_, 'a>,
-        _arena: &'a datalogic_rs::bumpalo::Bump,
-    ) -> datalogic_rs::Result<&'a DataValue<'a>> {
-        let Some(first) = args.first() else {
-            return refuse("fractional needs at least one bucket");
-        };
-        let (key, buckets) = match first {
-            DataValue::String(s) => ((*s).to_owned(), &args[1..]),
-            // No bucketing expression: every argument is a bucket, keyed by flag and visitor.
-            DataValue::Array(_) => {
-                let root = ctx.root_input();
-                let flag_key = lookup(root, "$flagd")
-                    .and_then(|flagd| lookup(flagd, "flagKey"))
-                    .and_then(DataValue::as_str)
-                    .unwrap_or("");
-                let targeting_key = lookup(root, "targetingKey")
-                    .and_then(DataValue::as_str)
-                    .unwrap_or("");
-                (format!("{flag_key}{targeting_key}"), args)
-            }
-            _ => return refuse("fractional's bucketing key is not a string"),
-        };
-        let mut weighted = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            let Some(parts) = bucket.as_array() else {
-                return refuse("a fractional bucket must be [variant, weight]");
-            };
-            let Some(variant) = parts.first() else {
-                return refuse("a fractional bucket needs a variant");
-            };
-            if matches!(variant, DataValue::Array(_) | DataValue::Object(_)) {
-                return refuse("a fractional variant must be a string, boolean or number");
-            }
-            let weight = match parts.get(1) {
-                None => 1,
-                Some(w) => match w.as_f64() {
-                    Some(w) if w.is_finite() => w.max(0.0) as u64,
-                    _ => return refuse("a fractional weight must be a number"),
-                },
-            };
-            weighted.push((variant, weight));
+fn fractional(args: &[Value], root: &Value) -> Result<Value, LogicError> {
+    let Some(first) = args.first() else {
+        return refuse("fractional needs at least one bucket");
+    };
+    let (key, buckets) = match first {
+        Value::String(s) => (s.clone(), &args[1..]),
+        // No bucketing expression: every argument is a bucket, keyed by flag and visitor.
+        Value::Array(_) => {
+            let flag_key = root
+                .pointer("/$flagd/flagKey")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let targeting_key = root
+                .get("targetingKey")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            (format!("{flag_key}{targeting_key}"), args)
         }
-        let weights: Vec<u64> = weighted.iter().map(|(_, w)| *w).collect();
-        match fractional_bucket(&key, &weights) {
-            Some(i) => match weighted.get(i) {
-                Some((variant, _)) => Ok(*variant),
-                None => refuse("fractional found no bucket"),
+        _ => return refuse("fractional's bucketing key is not a string"),
+    };
+    let mut weighted = Vec::with_capacity(buckets.len());
+    for bucket in buckets {
+        let Some(parts) = bucket.as_array() else {
+            return refuse("a fractional bucket must be [variant, weight]");
+        };
+        let Some(variant) = parts.first() else {
+            return refuse("a fractional bucket needs a variant");
+        };
+        if matches!(variant, Value::Array(_) | Value::Object(_)) {
+            return refuse("a fractional variant must be a string, boolean or number");
+        }
+        let weight = match parts.get(1) {
+            None => 1,
+            Some(w) => match w.as_f64() {
+                Some(w) if w.is_finite() => w.max(0.0) as u64,
+                _ => return refuse("a fractional weight must be a number"),
             },
-            None => refuse("fractional weights must sum to between 1 and 2147483647"),
-        }
+        };
+        weighted.push((variant, weight));
+    }
+    let weights: Vec<u64> = weighted.iter().map(|(_, w)| *w).collect();
+    match fractional_bucket(&key, &weights) {
+        Some(i) => match weighted.get(i) {
+            Some((variant, _)) => Ok((*variant).clone()),
+            None => refuse("fractional found no bucket"),
+        },
+        None => refuse("fractional weights must sum to between 1 and 2147483647"),
     }
 }
 
@@ -875,28 +777,19 @@ pub fn fractional_bucket(key: &str, weights: &[u64]) -> Option<usize> {
 }
 
 /// flagd's `sem_ver` operation.
-struct SemVer;
-
-impl CustomOperator for SemVer {
-    fn evaluate<'a>(
-        &self,
-        args: &[&'a DataValue<'a>],
-        _ctx: &mut EvalContext<'_, 'a>,
-        arena: &'a datalogic_rs::bumpalo::Bump,
-    ) -> datalogic_rs::Result<&'a DataValue<'a>> {
-        let [left, operator, right] = args else {
-            return refuse("sem_ver takes [version, operator, version]");
-        };
-        let Some(operator) = operator.as_str() else {
-            return refuse("sem_ver's operator must be a string");
-        };
-        let (Some(left), Some(right)) = (parse_version(left), parse_version(right)) else {
-            return refuse("sem_ver needs two semantic versions");
-        };
-        match compare_versions(&left, operator, &right) {
-            Some(result) => Ok(arena.bool(result)),
-            None => refuse(format!("unknown sem_ver operator \"{operator}\"")),
-        }
+fn sem_ver(args: &[Value], _root: &Value) -> Result<Value, LogicError> {
+    let [left, operator, right] = args else {
+        return refuse("sem_ver takes [version, operator, version]");
+    };
+    let Some(operator) = operator.as_str() else {
+        return refuse("sem_ver's operator must be a string");
+    };
+    let (Some(left), Some(right)) = (parse_version(left), parse_version(right)) else {
+        return refuse("sem_ver needs two semantic versions");
+    };
+    match compare_versions(&left, operator, &right) {
+        Some(result) => Ok(Value::Bool(result)),
+        None => refuse(format!("unknown sem_ver operator \"{operator}\"")),
     }
 }
 
@@ -920,12 +813,12 @@ fn compare_versions(
 
 /// A version as flagd reads it: `v`/`V` prefix and build metadata dropped, `1` and `1.2`
 /// padded to `1.0.0` and `1.2.0`, numbers read as their decimal text.
-fn parse_version(value: &DataValue<'_>) -> Option<semver::Version> {
+fn parse_version(value: &Value) -> Option<semver::Version> {
     let text = match value {
-        DataValue::String(s) => (*s).to_owned(),
-        DataValue::Number(n) => match n.as_i64() {
-            Some(i) if n.is_integer() => i.to_string(),
-            _ => n.as_f64().to_string(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => n.as_f64()?.to_string(),
         },
         _ => return None,
     };
@@ -949,26 +842,11 @@ fn parse_version(value: &DataValue<'_>) -> Option<semver::Version> {
 }
 
 /// flagd's `starts_with` and `ends_with` operations.
-enum StringAffix {
-    Starts,
-    Ends,
-}
-
-impl CustomOperator for StringAffix {
-    fn evaluate<'a>(
-        &self,
-        args: &[&'a DataValue<'a>],
-        _ctx: &mut EvalContext<'_, 'a>,
-        arena: &'a datalogic_rs::bumpalo::Bump,
-    ) -> datalogic_rs::Result<&'a DataValue<'a>> {
-        let [DataValue::String(text), DataValue::String(affix)] = args else {
-            return refuse("starts_with and ends_with take two strings");
-        };
-        Ok(arena.bool(match self {
-            StringAffix::Starts => text.starts_with(affix),
-            StringAffix::Ends => text.ends_with(affix),
-        }))
-    }
+fn affix(args: &[Value], test: fn(&str, &str) -> bool) -> Result<Value, LogicError> {
+    let [Value::String(text), Value::String(affix)] = args else {
+        return refuse("starts_with and ends_with take two strings");
+    };
+    Ok(Value::Bool(test(text, affix)))
 }
 
 #[cfg(test)]
@@ -1000,15 +878,17 @@ mod tests {
     }
 
     #[test]
-    fn custom_operations_are_not_shadowed_by_builtins() {
-        let engine = engine();
-        for name in [FRACTIONAL, SEM_VER, STARTS_WITH, ENDS_WITH] {
-            assert!(engine.has_custom_operator(name), "{name} not registered");
-            assert!(
-                engine.builtin_operator_names().all(|b| b != name),
-                "{name} would be dispatched to a built-in"
-            );
+    fn every_known_operator_is_evaluated() {
+        for name in KNOWN_OPERATORS {
+            let rule = json!({ name: [] });
+            if let Outcome::Failed(reason) = run(&rule, &json!({})) {
+                assert!(!reason.contains("unknown operator"), "{name}: {reason}");
+            }
         }
+        assert!(matches!(
+            run(&json!({"nope": []}), &json!({})),
+            Outcome::Failed(_)
+        ));
     }
 
     #[test]

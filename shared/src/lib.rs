@@ -28,6 +28,7 @@ mod flags;
 mod fraud;
 mod gate;
 mod history;
+pub mod jsonlogic;
 mod model;
 mod onnx_ops;
 mod ope;

@@ -1,0 +1,293 @@
+//! The core's JsonLogic engine against datalogic-rs 5.4, the crate it replaced: on generated
+//! rules and data, both give the same value or both fail. The generator stays inside what the
+//! two are meant to agree on; `src/jsonlogic.rs` lists (and unit-tests) the few places where
+//! the core follows JsonLogic's documentation instead (`log`, a bare non-array argument,
+//! iterating a scalar, `reduce`'s data, dividing by zero), and those are not generated.
+
+use datalogic_rs::{DataValue, Engine, EvaluationConfig};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use stellwerk_core::jsonlogic::{self, CustomOperation};
+
+fn datalogic(rule: &Value, data: &Value) -> Option<Value> {
+    let engine = Engine::builder()
+        .with_config(EvaluationConfig::default().with_loose_equality_errors(false))
+        .build();
+    let logic = engine.compile(rule).ok()?;
+    let arena = datalogic_rs::bumpalo::Bump::new();
+    engine.evaluate(&logic, data, &arena).ok().map(to_json)
+}
+
+fn to_json(value: &DataValue<'_>) -> Value {
+    match value {
+        DataValue::Null => Value::Null,
+        DataValue::Bool(b) => Value::Bool(*b),
+        DataValue::Number(n) => match n.as_i64() {
+            Some(i) if n.is_integer() => Value::from(i),
+            _ => serde_json::Number::from_f64(n.as_f64()).map_or(Value::Null, Value::Number),
+        },
+        DataValue::String(s) => Value::String((*s).to_owned()),
+        DataValue::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        DataValue::Object(pairs) => Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), to_json(v)))
+                .collect(),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => Value::Null,
+    }
+}
+
+fn no_custom(_: &str) -> Option<CustomOperation> {
+    None
+}
+
+fn core(rule: &Value, data: &Value) -> Option<Value> {
+    jsonlogic::evaluate(rule, data, no_custom).ok()
+}
+
+/// Same JSON, numbers compared by value (`2` and `2.0` are one number).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i64..12).prop_map(Value::from),
+        prop::sample::select(vec![0.5, -1.5, 2.25, 1e3 + 0.5]).prop_map(|f| json!(f)),
+        prop::sample::select(vec![
+            "", "0", "1", "2.5", "10", "abc", "hello", "true", "a.b", "é"
+        ])
+        .prop_map(Value::from),
+    ]
+}
+
+fn data() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(scalar(), 4),
+        prop::collection::vec(scalar(), 0..5),
+        scalar(),
+        scalar(),
+    )
+        .prop_map(|(values, arr, x, y)| {
+            json!({"a": values[0], "b": values[1], "c": values[2], "d": values[3],
+                   "arr": arr, "o": {"x": x, "y": y}})
+        })
+}
+
+fn path() -> impl Strategy<Value = Value> {
+    prop::sample::select(vec![
+        "a", "b", "c", "d", "arr", "arr.0", "arr.2", "o", "o.x", "o.y", "o.z", "zz", "", "a.b",
+    ])
+    .prop_map(Value::from)
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => scalar(),
+        3 => path().prop_map(|p| json!({"var": p})),
+        1 => (path(), scalar()).prop_map(|(p, d)| json!({"var": [p, d]})),
+        1 => Just(json!({"var": ""})),
+    ]
+}
+
+const OPERATORS: [&str; 25] = [
+    "if",
+    "?:",
+    "==",
+    "===",
+    "!=",
+    "!==",
+    "!",
+    "!!",
+    "or",
+    "and",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "max",
+    "min",
+    "+",
+    "-",
+    "*",
+    "merge",
+    "in",
+    "cat",
+    "substr",
+    "missing",
+    "missing_some",
+];
+
+fn rule() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(4, 40, 4, |inner| {
+        let collection = prop_oneof![
+            Just(json!({"var": "arr"})),
+            Just(json!({"var": "o"})),
+            Just(json!({"var": "zz"})),
+            prop::collection::vec(scalar(), 0..4).prop_map(Value::Array),
+        ];
+        prop_oneof![
+            4 => (prop::sample::select(OPERATORS.to_vec()), prop::collection::vec(inner.clone(), 0..4))
+                .prop_map(|(op, args)| json!({ op: args })),
+            1 => (
+                prop::sample::select(vec!["map", "filter", "all", "some", "none"]),
+                collection.clone(),
+                inner.clone(),
+            )
+                .prop_map(|(op, c, logic)| json!({ op: [c, logic] })),
+            // Inside reduce the two read only `current` and `accumulator` alike.
+            1 => (
+                collection,
+                prop::sample::select(vec!["+", "cat", "max", "merge", "or", "<"]),
+                scalar(),
+                scalar(),
+            )
+                .prop_map(|(c, op, extra, initial)| {
+                    json!({"reduce": [c, { op: [{"var": "accumulator"}, {"var": "current"}, extra] }, initial]})
+                }),
+            // A divisor that reads as zero is where datalogic answers f64::MAX (or 0 for 0/0);
+            // the core fails instead, so the generated divisors are never zero.
+            1 => (
+                prop::sample::select(vec!["/", "%"]),
+                inner.clone(),
+                prop::sample::select(vec![json!(2), json!(-3), json!(0.5), json!("4")]),
+            )
+                .prop_map(|(op, dividend, divisor)| json!({ op: [dividend, divisor] })),
+            1 => prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn the_core_engine_agrees_with_datalogic(rule in rule(), data in data()) {
+        prop_assume!(!folds_into_a_literal_array(&rule));
+        prop_assume!(!has_a_fast_path_predicate(&rule));
+        let expected = datalogic(&rule, &data);
+        let actual = core(&rule, &data);
+        let agree = match (&expected, &actual) {
+            (Some(e), Some(a)) => same(e, a),
+            (None, None) => true,
+            _ => false,
+        };
+        prop_assert!(agree, "rule {rule}\ndata {data}\ndatalogic {expected:?}\ncore {actual:?}");
+    }
+}
+
+/// `+ * max min` spread a single array argument unless it is written as a literal; datalogic
+/// also counts as written a constant expression it folds at compile time
+/// (`{"+": [{"if": [[]]}]}`) and a literal that a branch passes through
+/// (`{"+": [{"if": [[{"var": "a"}]]}]}`). The core spreads every computed array, so those
+/// rules are left out.
+fn folds_into_a_literal_array(rule: &Value) -> bool {
+    fn reads_data(rule: &Value) -> bool {
+        match rule {
+            Value::Object(o) => o.iter().any(|(k, v)| k == "var" || reads_data(v)),
+            Value::Array(items) => items.iter().any(reads_data),
+            _ => false,
+        }
+    }
+    match rule {
+        Value::Object(o) => o.iter().any(|(op, args)| {
+            let single = match args {
+                Value::Array(items) if items.len() == 1 => Some(&items[0]),
+                Value::Array(_) => None,
+                other => Some(other),
+            };
+            let folded = matches!(op.as_str(), "+" | "*" | "max" | "min")
+                && single.is_some_and(|arg| {
+                    let branches = ["if", "?:", "or", "and"]
+                        .iter()
+                        .any(|b| arg.get(b).is_some());
+                    arg.is_object() && (branches || !reads_data(arg))
+                });
+            folded || folds_into_a_literal_array(args)
+        }),
+        Value::Array(items) => items.iter().any(folds_into_a_literal_array),
+        _ => false,
+    }
+}
+
+/// datalogic runs `{"!==": [{"var": path}, literal]}` as an iteration's predicate on a fast
+/// path that counts a path absent from a scalar item as unequal (`filter` keeps `null` items
+/// for `{"!==": [{"var": "a"}, null]}`, while its `map` of the same predicate says false). The
+/// core evaluates predicates one way everywhere, so those rules are left out.
+fn has_a_fast_path_predicate(rule: &Value) -> bool {
+    match rule {
+        Value::Object(o) => o.iter().any(|(op, args)| {
+            let fast = ["filter", "map", "all", "some", "none"].contains(&op.as_str())
+                && args
+                    .get(1)
+                    .and_then(|p| p.get("!=="))
+                    .is_some_and(|operands| {
+                        operands.get(0).is_some_and(|o| o.get("var").is_some())
+                    });
+            fast || has_a_fast_path_predicate(args)
+        }),
+        Value::Array(items) => items.iter().any(has_a_fast_path_predicate),
+        _ => false,
+    }
+}
+
+#[test]
+fn the_probed_edge_cases_agree() {
+    let data = json!({"a": 1, "b": "2", "s": "hello", "n": null, "t": true, "e": "",
+                      "arr": [1, 2, 3], "o": {"x": {"y": 5}}, "fl": 1.5});
+    for rule in [
+        json!({"var": ["n", 7]}),
+        json!({"var": "o.x.y"}),
+        json!({"var": 1}),
+        json!({"missing": [["a", "zz"], "yy", "o.x.y", "e", "n"]}),
+        json!({"missing_some": [2, ["a", "zz", "yy"]]}),
+        json!({"<": [1, 2, 3, 4]}),
+        json!({"<": [2, 1, "a"]}),
+        json!({"==": [null, 0]}),
+        json!({"==": [true, "true"]}),
+        json!({"===": [{"var": "o"}, {"var": "o"}]}),
+        json!({"==": [{"var": "o"}, {"var": "o"}]}),
+        json!({"/": [2]}),
+        json!({"%": [-7, 3]}),
+        json!({"%": [7.5, 2]}),
+        json!({"+": ["3", "4.5"]}),
+        json!({"+": ["a", 1]}),
+        json!({"cat": [true, false, null, 1, {"var": "arr"}, {"var": "o"}]}),
+        json!({"substr": [{"var": "arr"}, 1]}),
+        json!({"substr": ["héllo", 1, -1]}),
+        json!({"filter": [{"var": "o"}, true]}),
+        json!({"map": [{"var": "o"}, {"var": "y"}]}),
+        json!({"reduce": [{"var": "arr"}, {"+": [{"var": "current"}, {"var": "accumulator"}]}]}),
+        json!({"all": [[], {"var": ""}]}),
+        json!({"none": [[], {"var": ""}]}),
+        json!({"merge": [[1], "a", true, null, {"var": "arr"}]}),
+        json!({"in": [1, [1.0]]}),
+        json!({"in": ["ell", "hello"]}),
+        json!({"max": [1, 2.5]}),
+        json!({"max": []}),
+        json!({"val": ["o", "x", "y"]}),
+        json!({"val": "o.x"}),
+    ] {
+        let expected = datalogic(&rule, &data);
+        let actual = core(&rule, &data);
+        let agree = match (&expected, &actual) {
+            (Some(e), Some(a)) => same(e, a),
+            (None, None) => true,
+            _ => false,
+        };
+        assert!(agree, "{rule}: datalogic {expected:?}, core {actual:?}");
+    }
+}
