@@ -14,6 +14,9 @@
 //       gate off (fraud.mode "off", no fraud routes); both Stellwerk Workers get the shipped fraud
 //       model (models/fraud) as fraud.model, and every request carries a full Chrome navigation's
 //       headers so the model lets it through. Adds "gate on minus gate off" to the report.
+//   --no-consumer: Stellwerk without its queue consumers (exposures stay in the local queue), to
+//       tell the page path's own latency from what the consumer's batches, running in the same
+//       dev server, add to it. A diagnostic: the figures to quote keep the consumer.
 //   --inspector-port N (with --serve): DevTools inspector on N, for bench/profile.mjs; it costs
 //       CPU per subrequest, so never for the figures.
 //
@@ -54,6 +57,7 @@ const SNAPSHOT_FILE = path.resolve(arg('--snapshot', path.join(ROOT, 'examples/s
 // is the same returning visitor: same arms, same mutations, no Set-Cookie.
 const UNIT_ID = arg('--unit', '5e11e7c0ffee5e11e7c0ffee5e11e7c0');
 const GATE = flag('--gate');
+const NO_CONSUMER = flag('--no-consumer');
 const HEADERS = {
   'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
   accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
@@ -86,7 +90,10 @@ async function stellwerkConfig(dir) {
   let toml = await readFile(path.join(ROOT, 'wrangler.toml'), 'utf8');
   toml = toml.replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(build, 'index.js'))}`);
   toml = toml.replace(/^\[build\][\s\S]*?(?=^\[)/m, '');
+  // A consumer block runs up to the next blank line.
+  if (NO_CONSUMER) toml = toml.replace(/^\[\[queues\.consumers\]\]\n(?:.+\n)*/gm, '');
   if (/^\[build\]/m.test(toml) || !toml.includes(build)) throw new Error('could not rewrite wrangler.toml for the bench');
+  if (NO_CONSUMER && /^\[\[queues\.consumers\]\]/m.test(toml)) throw new Error('could not remove the queue consumers');
   const config = path.join(dir, 'wrangler.toml');
   await writeFile(config, toml);
   return { config, wasm: path.join(build, 'index_bg.wasm') };
@@ -397,6 +404,7 @@ async function bench() {
     out.push(`- machine: ${cpuInfo()}; load average before: ${loadBefore}, after: ${loadAfter}`);
     out.push(`- command: \`${['node bench/edge.mjs', ...argv].join(' ')}\``);
     out.push(`- runs: ${rounds} round(s) × per target [${seconds} s at ${connections} connections + ${latencySeconds} s at 1 connection], order alternating per round, after ${warmup} s warm-up each; every Worker in its own wrangler dev server (unstable_startWorker, inspector off, live reload off), load generator (autocannon) and origin in the same node process`);
+    if (NO_CONSUMER) out.push('- **diagnostic run without the queue consumers** (--no-consumer): the page path alone');
     out.push(`- page: tests/pages/landing.html, ${page.length} bytes, from a node:http origin (text/html; charset=utf-8); request headers: browser user agent, accept-language, accept-encoding: identity, cookie stellwerk_id=${UNIT_ID}`);
     out.push(`- Stellwerk: snapshot ${stellwerk.version} (${path.relative(ROOT, SNAPSHOT_FILE)}) activated by the admin sync, SNAPSHOT_TTL_MS 24 h; the visitor gets \`x-stellwerk: ${decision}\`, ${viaStellwerk.body.length} bytes (origin ${direct.body.length})`);
     out.push(`- Worker wasm (functions/cloudflare/build/index_bg.wasm, modified ${statSync(path.join(BUILD, 'index_bg.wasm')).mtime.toISOString()}): ${wasmBytes.length} bytes raw (${f(wasmBytes.length / 1048576)} MiB), ${gz} bytes gzip -9 (${f(gz / 1048576)} MiB)`);
