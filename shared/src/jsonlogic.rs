@@ -17,10 +17,11 @@
 //!   number) and chain pairwise over every argument; `== !=` use datalogic's loose table
 //!   (`null == 0`, `true == "true"`, unlike types unequal), `=== !==` structural equality;
 //!   `==` and `===` compare the first argument with each other one, `!=` and `!==` read two;
-//! - `max`/`min` take numbers only (a computed array's items too); `missing` reports keys absent from the data (a `null` or
-//!   `""` value is present); `map`/`filter`/`reduce`/`all`/`some`/`none` iterate arrays, the
-//!   values of objects (`filter` keeps an object's entries), and nothing for `null`;
-//!   `merge` drops `null`s.
+//! - `max`/`min` take numbers only (a computed array's items too); `missing` reports keys
+//!   absent from the data (a `null` or `""` value is present); `missing_some` needs one key
+//!   when its count is not a number; `map`/`filter`/`reduce`/`all`/`some`/`none` iterate
+//!   arrays, the values of objects (`filter` keeps an object's entries), and nothing for
+//!   `null`; `merge` drops `null`s; `{}` is falsy.
 //!
 //! Where datalogic fails or is accidental, this engine does what JsonLogic documents (each
 //! has a unit test below): `log` yields its argument instead of failing; a non-array
