@@ -29,8 +29,6 @@ use serde_json::{Map, Value};
 use crate::jsonlogic::{self, CustomOperation, LogicError};
 use crate::validate::{Invalid, Issues, field, index};
 
-pub use crate::jsonlogic::is_truthy;
-
 /// A parsed flagd document (`{"flags": {...}, "$evaluators": {...}}`).
 #[derive(Debug, Clone, Default)]
 pub struct FlagSet {
@@ -852,6 +850,7 @@ fn affix(args: &[Value], test: fn(&str, &str) -> bool) -> Result<Value, LogicErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonlogic::is_truthy;
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -61,6 +61,15 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Both engines gave the same value, or both failed.
+fn agree(expected: &Option<Value>, actual: &Option<Value>) -> bool {
+    match (expected, actual) {
+        (Some(e), Some(a)) => same(e, a),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
@@ -178,14 +187,11 @@ proptest! {
     fn the_core_engine_agrees_with_datalogic(rule in rule(), data in data()) {
         prop_assume!(!folds_into_a_literal_array(&rule));
         prop_assume!(!has_a_fast_path_predicate(&rule));
-        let expected = datalogic(&rule, &data);
-        let actual = core(&rule, &data);
-        let agree = match (&expected, &actual) {
-            (Some(e), Some(a)) => same(e, a),
-            (None, None) => true,
-            _ => false,
-        };
-        prop_assert!(agree, "rule {rule}\ndata {data}\ndatalogic {expected:?}\ncore {actual:?}");
+        let (expected, actual) = (datalogic(&rule, &data), core(&rule, &data));
+        prop_assert!(
+            agree(&expected, &actual),
+            "rule {rule}\ndata {data}\ndatalogic {expected:?}\ncore {actual:?}"
+        );
     }
 }
 
@@ -281,13 +287,10 @@ fn the_probed_edge_cases_agree() {
         json!({"val": ["o", "x", "y"]}),
         json!({"val": "o.x"}),
     ] {
-        let expected = datalogic(&rule, &data);
-        let actual = core(&rule, &data);
-        let agree = match (&expected, &actual) {
-            (Some(e), Some(a)) => same(e, a),
-            (None, None) => true,
-            _ => false,
-        };
-        assert!(agree, "{rule}: datalogic {expected:?}, core {actual:?}");
+        let (expected, actual) = (datalogic(&rule, &data), core(&rule, &data));
+        assert!(
+            agree(&expected, &actual),
+            "{rule}: datalogic {expected:?}, core {actual:?}"
+        );
     }
 }
