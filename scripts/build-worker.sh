@@ -55,7 +55,7 @@ fi
 
 # Skip when the last build is newer than every input (wrangler dev runs this on every start).
 if [[ $force == 0 && -f "$WASM" && -f "$OUT/index.js" && -f "$STAMP" ]]; then
-  newer="$(find "$CRATE/src" "$CRATE/Cargo.toml" "$CRATE/build.rs" "$ROOT/shared/src" "$ROOT/shared/console" "$ROOT/shared/Cargo.toml" \
+  newer="$(find "$CRATE/src" "$CRATE/Cargo.toml" "$CRATE/build.rs" "$ROOT/shared/src" "$ROOT/shared/rewrite/src" "$ROOT/shared/rewrite/Cargo.toml" "$ROOT/shared/console" "$ROOT/shared/Cargo.toml" \
     "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$STAMP" -print -quit 2>/dev/null || true)"
   if [[ -z "$newer" ]]; then
     log "up to date ($WASM)"

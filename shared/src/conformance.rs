@@ -23,9 +23,9 @@ use crate::event::{ConsentState, Event};
 use crate::feedback::accept_feedback;
 use crate::flags::{FlagSet, ValueType};
 use crate::request::{RequestFacts, hex};
-use crate::rewrite::{PageInjection, PageRewriter, RewriteError, RewriteSummary, charset_of};
 use crate::snapshot::{Arm, Mutation, Policy, Snapshot};
 use crate::token::{DecisionToken, TokenError};
+use stellwerk_rewrite::{PageInjection, PageRewriter, RewriteError, RewriteSummary, charset_of};
 
 /// Every kind of vector [`run`] understands, one folder of `tests/conformance/` each.
 pub const KINDS: &[&str] = &[

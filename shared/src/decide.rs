@@ -15,11 +15,11 @@ use crate::gate::{GateAction, GateVerdict, fraud_model, gate};
 use crate::jsonlogic::is_truthy;
 use crate::model::{Model, canary_serves_candidate};
 use crate::request::{RequestFacts, hex, new_unit_id, pseudonymise};
-use crate::rewrite::PageInjection;
 use crate::snapshot::{
     Destination, Experiment, ExperimentStatus, Mutation, Policy, Snapshot, paths_match,
 };
 use crate::token::DecisionToken;
+use stellwerk_rewrite::PageInjection;
 
 /// The secrets a decision needs, held by the platform.
 #[derive(Clone, Copy)]

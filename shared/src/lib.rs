@@ -33,7 +33,6 @@ mod model;
 mod onnx_ops;
 mod ope;
 mod request;
-mod rewrite;
 pub mod s3;
 mod snapshot;
 mod sync;
@@ -102,14 +101,14 @@ pub use request::{
     PlatformFacts, RequestFacts, UNIT_COOKIE, device_class, hour_of_week, is_valid_unit_id,
     new_unit_id, pseudonymise, referrer_class,
 };
-pub use rewrite::{
-    MAX_REWRITER_MEMORY, PageInjection, PageRewriter, RewriteError, RewriteSummary, charset_of,
-    csp_nonce, is_html,
-};
 pub use snapshot::{
     Arm, ChallengePage, Destination, Experiment, ExperimentStatus, FeedbackPolicy, FeedbackRoute,
     FlagEffect, FraudPolicy, GateMode, GateRoute, GoodBot, Mutation, MutationAction, Policy,
     PrivacyPolicy, SNAPSHOT_SCHEMA, Snapshot,
+};
+pub use stellwerk_rewrite::{
+    MAX_REWRITER_MEMORY, PageInjection, PageRewriter, RewriteError, RewriteSummary, charset_of,
+    csp_nonce, is_html,
 };
 pub use sync::{
     ActivePointers, MANIFEST_KEY, ModelObjects, ModelPointer, ModelPointers, ModelRelease,

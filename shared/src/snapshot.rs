@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::client_rate::{RateLimit, check_rate_limit};
 use crate::flags::FlagSet;
 use crate::validate::{Invalid, Issues, field, index};
+pub use stellwerk_rewrite::{Mutation, MutationAction};
 
 /// The snapshot format this core reads.
 pub const SNAPSHOT_SCHEMA: u32 = 1;
@@ -148,35 +149,6 @@ impl Policy {
     pub fn is_bandit(&self) -> bool {
         !matches!(self, Policy::Fixed)
     }
-}
-
-/// One DOM change: `{selector, action, value, attribute?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Mutation {
-    pub selector: String,
-    pub action: MutationAction,
-    #[serde(default)]
-    pub value: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attribute: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MutationAction {
-    SetText,
-    SetHtml,
-    SetAttr,
-    RemoveAttr,
-    AddClass,
-    RemoveClass,
-    InsertBefore,
-    InsertAfter,
-    Append,
-    Prepend,
-    Remove,
-    Hide,
 }
 
 /// What the fraud gate does with a request.
@@ -578,7 +550,7 @@ fn check_experiment(path: &str, experiment: &Experiment, issues: &mut Issues) {
 fn check_mutations(path: &str, mutations: &[Mutation], issues: &mut Issues) {
     for (i, mutation) in mutations.iter().enumerate() {
         let mpath = index(path, i);
-        if let Err(reason) = crate::rewrite::check_selector(&mutation.selector) {
+        if let Err(reason) = stellwerk_rewrite::check_selector(&mutation.selector) {
             issues.push(field(&mpath, "selector"), reason);
         }
         let needs_attribute = matches!(

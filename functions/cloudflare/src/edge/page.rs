@@ -188,12 +188,12 @@ async fn decide_for(
 
 /// Adapts the core's push-style rewriter to the body stream: each chunk in, what the rewriter
 /// released out.
-struct PageBody<O: FnMut(&[u8])> {
-    rewriter: Option<PageRewriter<O>>,
+struct PageBody {
+    rewriter: Option<PageRewriter<'static>>,
     output: Rc<RefCell<Vec<u8>>>,
 }
 
-impl<O: FnMut(&[u8])> BodyRewriter for PageBody<O> {
+impl BodyRewriter for PageBody {
     fn push(&mut self, chunk: &[u8]) -> std::result::Result<Vec<u8>, RewriteError> {
         let rewriter = self.rewriter.as_mut().ok_or_else(|| RewriteError {
             reason: "after end".into(),

@@ -4,6 +4,10 @@
 //! beacon snippet while the page streams through it. Bytes that no mutation targets leave it
 //! exactly as they came in, whatever their encoding or validity.
 //!
+//! A crate of its own, re-exported by `stellwerk-core`, so that its opt-level can differ from
+//! the core's: lol_html's parser is compiled here (see [`PageRewriter`]), and the edge's
+//! release profile builds this crate for speed and the rest for size.
+//!
 //! Limits, written down:
 //! - Memory: lol_html's own buffers (a tag split across chunks, attribute buffers, the stack
 //!   of open elements) may grow to [`MAX_REWRITER_MEMORY`]. Past that, or if a handler fails,
@@ -41,7 +45,7 @@ use lol_html::{
     HtmlRewriter, MemorySettings, OutputSink, Selector, Settings,
 };
 
-use crate::snapshot::{Mutation, MutationAction};
+use serde::{Deserialize, Serialize};
 
 /// Upper bound, in bytes, on the memory one page's lol_html buffers may take before the
 /// rewriter bails out and passes the rest of the page through.
@@ -50,6 +54,39 @@ pub const MAX_REWRITER_MEMORY: usize = 4 << 20;
 /// Parsing buffer allocated up front; a start tag longer than this that straddles two chunks
 /// makes lol_html grow it (up to [`MAX_REWRITER_MEMORY`]).
 const PREALLOCATED_PARSING_BUFFER: usize = 4 << 10;
+
+/// A page with the injection and no mutation is fed to lol_html in slices of this size, so that
+/// it stops parsing soon after the snippet is in rather than at the end of a large chunk.
+const INJECTION_ONLY_SLICE: usize = 4 << 10;
+
+/// One DOM change: `{selector, action, value, attribute?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mutation {
+    pub selector: String,
+    pub action: MutationAction,
+    #[serde(default)]
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MutationAction {
+    SetText,
+    SetHtml,
+    SetAttr,
+    RemoveAttr,
+    AddClass,
+    RemoveClass,
+    InsertBefore,
+    InsertAfter,
+    Append,
+    Prepend,
+    Remove,
+    Hide,
+}
 
 /// What is injected into every rewritten page so the browser can send beacons back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,32 +239,41 @@ pub fn csp_nonce(csp_header: &str) -> Option<String> {
 ///
 /// Not `Send`: it is meant for one request on one thread (a Worker isolate, a Spin
 /// instance, the CLI).
-pub struct PageRewriter<O: FnMut(&[u8])> {
-    sink: Rc<RefCell<O>>,
-    state: State<O>,
+///
+/// The output is a trait object, not a type parameter, so that lol_html's parser (generic
+/// over its output) is compiled here, in the core, once and at the core's opt-level, rather
+/// than in each caller's crate at the caller's (the Worker's is "z", for size).
+pub struct PageRewriter<'o> {
+    sink: Output<'o>,
+    state: State<'o>,
     matches: Rc<[Cell<u32>]>,
     injected: Rc<Cell<bool>>,
+    /// No mutation, only the injection: once the snippet is in, lol_html has nothing left to
+    /// do and the rest of the page is forwarded unparsed (lol_html would leave it untouched).
+    injection_only: bool,
     bail_out: Option<RewriteError>,
 }
 
-enum State<O: FnMut(&[u8])> {
-    Rewriting(Box<HtmlRewriter<'static, SharedSink<O>>>),
+type Output<'o> = Rc<RefCell<dyn FnMut(&[u8]) + 'o>>;
+
+enum State<'o> {
+    Rewriting(Box<HtmlRewriter<'static, SharedSink<'o>>>),
     PassThrough,
     Failed,
 }
 
 /// Lets lol_html and the rewriter share one output, so the rewriter can keep writing to it
 /// after lol_html bails out.
-struct SharedSink<O>(Rc<RefCell<O>>);
+struct SharedSink<'o>(Output<'o>);
 
-impl<O: FnMut(&[u8])> OutputSink for SharedSink<O> {
+impl OutputSink for SharedSink<'_> {
     fn handle_chunk(&mut self, chunk: &[u8]) {
         // The only other borrower is PageRewriter itself, never while lol_html is running.
         (self.0.borrow_mut())(chunk);
     }
 }
 
-impl<O: FnMut(&[u8])> PageRewriter<O> {
+impl<'o> PageRewriter<'o> {
     /// Prepares the rewrite of a response with this Content-Type.
     ///
     /// A response that is not `text/html`, or an HTML page with no mutations and no
@@ -238,9 +284,22 @@ impl<O: FnMut(&[u8])> PageRewriter<O> {
         mutations: &[Mutation],
         injection: Option<&PageInjection>,
         content_type: Option<&str>,
-        output: O,
+        output: impl FnMut(&[u8]) + 'o,
     ) -> Result<Self, RewriteError> {
-        let sink = Rc::new(RefCell::new(output));
+        Self::with_output(
+            mutations,
+            injection,
+            content_type,
+            Rc::new(RefCell::new(output)),
+        )
+    }
+
+    fn with_output(
+        mutations: &[Mutation],
+        injection: Option<&PageInjection>,
+        content_type: Option<&str>,
+        sink: Output<'o>,
+    ) -> Result<Self, RewriteError> {
         let matches: Rc<[Cell<u32>]> = mutations.iter().map(|_| Cell::new(0)).collect();
         let injected = Rc::new(Cell::new(false));
         let mut rewriter = PageRewriter {
@@ -248,6 +307,7 @@ impl<O: FnMut(&[u8])> PageRewriter<O> {
             state: State::PassThrough,
             matches,
             injected,
+            injection_only: mutations.is_empty() && injection.is_some(),
             bail_out: None,
         };
         if !is_html(content_type) || (mutations.is_empty() && injection.is_none()) {
@@ -312,15 +372,38 @@ impl<O: FnMut(&[u8])> PageRewriter<O> {
     /// An `Err` means the output is incomplete and the response must be aborted; a graceful
     /// bail-out (see the module docs) is not an error here and shows in the summary.
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), RewriteError> {
-        let result = match &mut self.state {
-            State::Rewriting(lol) => lol.write(chunk),
-            State::PassThrough => {
-                (self.sink.borrow_mut())(chunk);
+        let mut rest = chunk;
+        while let State::Rewriting(lol) = &mut self.state {
+            if rest.is_empty() {
                 return Ok(());
             }
-            State::Failed => return Err(RewriteError::AfterFailure),
-        };
-        result.or_else(|error| self.stop(error))
+            let slice = if self.injection_only {
+                rest.len().min(INJECTION_ONLY_SLICE)
+            } else {
+                rest.len()
+            };
+            let (now, later) = rest.split_at(slice);
+            rest = later;
+            match lol.write(now) {
+                Err(error) => self.stop(error)?,
+                Ok(()) if self.injection_only && self.injected.get() => self.finish_early()?,
+                Ok(()) => {}
+            }
+        }
+        if matches!(self.state, State::Failed) {
+            return Err(RewriteError::AfterFailure);
+        }
+        (self.sink.borrow_mut())(rest);
+        Ok(())
+    }
+
+    /// Ends lol_html once the injection-only page has its snippet: lol_html flushes the bytes
+    /// of a token it still holds unchanged, and the rest of the page passes through.
+    fn finish_early(&mut self) -> Result<(), RewriteError> {
+        if let State::Rewriting(lol) = std::mem::replace(&mut self.state, State::PassThrough) {
+            lol.end().or_else(|error| self.stop(error))?;
+        }
+        Ok(())
     }
 
     /// Flushes what lol_html still holds, appends the injection if the page had no better
@@ -1099,6 +1182,65 @@ mod tests {
             "output differs from the input past the bail-out"
         );
         assert_eq!(summary.matches, vec![1]);
+    }
+
+    #[test]
+    fn an_injection_only_page_is_not_parsed_past_the_snippet() {
+        let page =
+            "<html><head><title>t</title></head><body><div class=x><p>end</p></div></body></html>";
+        let expected = page.replacen("</head>", &format!("{SNIPPET}</head>"), 1);
+        // Chunk sizes around the slice lol_html is fed in, and ones that split `</head>`.
+        for chunk in [1, 3, 33, 4096, page.len()] {
+            let (out, summary) = inject_in_chunks(page, chunk);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk {chunk}");
+            assert!(summary.injected, "chunk {chunk}");
+        }
+        // lol_html holds a tag that a chunk cuts short until it sees the rest; once the snippet
+        // is in, nothing is held back any more.
+        let mut out = Vec::new();
+        let mut rewriter = PageRewriter::new(
+            &[],
+            Some(&injection(None)),
+            Some("text/html"),
+            |c: &[u8]| out.extend_from_slice(c),
+        )
+        .expect("valid rewrite");
+        rewriter.write(b"<html><head></head><bo").unwrap();
+        drop(rewriter);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("<html><head>{SNIPPET}</head><bo")
+        );
+    }
+
+    fn inject_in_chunks(page: &str, chunk: usize) -> (Vec<u8>, RewriteSummary) {
+        run(
+            &[],
+            Some(&injection(None)),
+            "text/html",
+            page.as_bytes(),
+            chunk,
+        )
+    }
+
+    #[test]
+    fn a_page_with_mutations_holds_a_cut_tag_until_it_is_complete() {
+        let mut out = Vec::new();
+        let mut rewriter = PageRewriter::new(
+            &[mutation("div", AddClass, "y")],
+            Some(&injection(None)),
+            Some("text/html"),
+            |c: &[u8]| out.extend_from_slice(c),
+        )
+        .expect("valid rewrite");
+        rewriter
+            .write(b"<html><head></head><body><div cla")
+            .unwrap();
+        drop(rewriter);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("<html><head>{SNIPPET}</head><body>")
+        );
     }
 
     #[test]
