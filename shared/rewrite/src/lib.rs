@@ -1191,54 +1191,46 @@ mod tests {
         let expected = page.replacen("</head>", &format!("{SNIPPET}</head>"), 1);
         // Chunk sizes around the slice lol_html is fed in, and ones that split `</head>`.
         for chunk in [1, 3, 33, 4096, page.len()] {
-            let (out, summary) = inject_in_chunks(page, chunk);
+            let (out, summary) = run(
+                &[],
+                Some(&injection(None)),
+                "text/html",
+                page.as_bytes(),
+                chunk,
+            );
             assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk {chunk}");
             assert!(summary.injected, "chunk {chunk}");
         }
         // lol_html holds a tag that a chunk cuts short until it sees the rest; once the snippet
         // is in, nothing is held back any more.
-        let mut out = Vec::new();
-        let mut rewriter = PageRewriter::new(
-            &[],
-            Some(&injection(None)),
-            Some("text/html"),
-            |c: &[u8]| out.extend_from_slice(c),
-        )
-        .expect("valid rewrite");
-        rewriter.write(b"<html><head></head><bo").unwrap();
-        drop(rewriter);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            released_before_end(&[], "<html><head></head><bo"),
             format!("<html><head>{SNIPPET}</head><bo")
         );
     }
 
-    fn inject_in_chunks(page: &str, chunk: usize) -> (Vec<u8>, RewriteSummary) {
-        run(
-            &[],
-            Some(&injection(None)),
-            "text/html",
-            page.as_bytes(),
-            chunk,
-        )
-    }
-
-    #[test]
-    fn a_page_with_mutations_holds_a_cut_tag_until_it_is_complete() {
+    /// What the rewriter (with the injection) has released after one write, before `end`.
+    fn released_before_end(mutations: &[Mutation], chunk: &str) -> String {
         let mut out = Vec::new();
         let mut rewriter = PageRewriter::new(
-            &[mutation("div", AddClass, "y")],
+            mutations,
             Some(&injection(None)),
             Some("text/html"),
             |c: &[u8]| out.extend_from_slice(c),
         )
         .expect("valid rewrite");
-        rewriter
-            .write(b"<html><head></head><body><div cla")
-            .unwrap();
+        rewriter.write(chunk.as_bytes()).expect("write");
         drop(rewriter);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_page_with_mutations_holds_a_cut_tag_until_it_is_complete() {
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            released_before_end(
+                &[mutation("div", AddClass, "y")],
+                "<html><head></head><body><div cla"
+            ),
             format!("<html><head>{SNIPPET}</head><body>")
         );
     }
