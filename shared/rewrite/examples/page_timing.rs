@@ -7,43 +7,14 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use stellwerk_rewrite::{Mutation, PageInjection, PageRewriter};
+use stellwerk_rewrite::{Mutation, PageInjection};
+
+#[path = "../benches/support/page_cases.rs"]
+mod page_cases;
+use page_cases::{lol_html_pass_through, peer_mutations, rewrite};
 
 /// The Worker reads the origin's body in pieces of at least 32 KB.
 const CHUNK: usize = 32 << 10;
-
-fn rewrite(page: &[u8], mutations: &[Mutation], injection: Option<&PageInjection>) -> usize {
-    let mut written = 0;
-    let mut rewriter = PageRewriter::new(
-        mutations,
-        injection,
-        Some("text/html; charset=utf-8"),
-        |chunk: &[u8]| written += black_box(chunk).len(),
-    )
-    .expect("rewriter");
-    for chunk in page.chunks(CHUNK) {
-        rewriter.write(chunk).expect("write");
-    }
-    rewriter.end().expect("end");
-    written
-}
-
-/// lol_html with no handlers: the least any rewrite of the page costs.
-fn lol_html_pass_through(page: &[u8]) -> usize {
-    let mut written = 0;
-    let mut rewriter = lol_html::HtmlRewriter::new(lol_html::Settings::new(), |chunk: &[u8]| {
-        written += black_box(chunk).len()
-    });
-    for chunk in page.chunks(CHUNK) {
-        rewriter.write(chunk).expect("write");
-    }
-    rewriter.end().expect("end");
-    written
-}
-
-fn mutations(json: &str) -> Vec<Mutation> {
-    serde_json::from_str(json).expect("mutations")
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -51,19 +22,14 @@ fn main() {
     let iterations: u32 = args.next().map_or(200, |n| n.parse().expect("ITERATIONS"));
     let page = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
 
-    // The peer benchmark's five mutations and the demo snapshot's `urgency` arm.
-    let peer = mutations(
-        r##"[{"selector": "#hero h1", "action": "set_text", "value": "Built to be repaired, not replaced"},
-             {"selector": "#cta", "action": "set_text", "value": "Find your gear"},
-             {"selector": "#hero", "action": "add_class", "value": "hero--highlight"},
-             {"selector": "#cta", "action": "set_attr", "attribute": "href", "value": "/shop?src=hero-b"},
-             {"selector": "#promo-banner", "action": "hide"}]"##,
-    );
-    let urgency = mutations(
+    let peer = peer_mutations();
+    // The demo snapshot's `urgency` arm.
+    let urgency: Vec<Mutation> = serde_json::from_str(
         r##"[{"selector": ".hero h1", "action": "set_text", "value": "Only this week: our best sellers, restocked"},
              {"selector": "#cta", "action": "set_text", "value": "Shop before it's gone"},
              {"selector": ".hero", "action": "add_class", "value": "hero--highlight"}]"##,
-    );
+    )
+    .expect("mutations");
     let injection = PageInjection {
         beacon_src: "/_stellwerk/beacon.js".to_owned(),
         decisions_json: r#"{"tokens":["eyJkIjoiMDFKIn0.c2ln"]}"#.to_owned(),
@@ -71,15 +37,17 @@ fn main() {
     };
 
     let cases: [(&str, &dyn Fn() -> usize); 4] = [
-        ("lol_html, no handlers", &|| lol_html_pass_through(&page)),
+        ("lol_html, no handlers", &|| {
+            lol_html_pass_through(&page, CHUNK)
+        }),
         ("injection only (a control arm)", &|| {
-            rewrite(&page, &[], Some(&injection))
+            rewrite(&page, &[], Some(&injection), CHUNK)
         }),
         ("demo urgency arm + injection", &|| {
-            rewrite(&page, &urgency, Some(&injection))
+            rewrite(&page, &urgency, Some(&injection), CHUNK)
         }),
         ("peer's 5 mutations + injection", &|| {
-            rewrite(&page, &peer, Some(&injection))
+            rewrite(&page, &peer, Some(&injection), CHUNK)
         }),
     ];
     for (name, run) in cases {
