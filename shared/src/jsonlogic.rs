@@ -19,7 +19,7 @@
 //!   `==` and `===` compare the first argument with each other one, `!=` and `!==` read two;
 //! - `max`/`min` take numbers only (a computed array's items too); `missing` reports keys
 //!   absent from the data (a `null` or `""` value is present); `missing_some` needs one key
-//!   when its count is not a number; `map`/`filter`/`reduce`/`all`/`some`/`none` iterate
+//!   when its count is not a whole number; `map`/`filter`/`reduce`/`all`/`some`/`none` iterate
 //!   arrays, the values of objects (`filter` keeps an object's entries), and nothing for
 //!   `null`; `merge` drops `null`s; `{}` is falsy.
 //!
@@ -28,7 +28,9 @@
 //! argument (`{"or": 0}`, `{"if": true}`) is one argument; iterating a string or number is
 //! an error; `reduce`'s logic sees the data `{"current": …, "accumulator": …}` (datalogic
 //! gives it the current item, with those two names as special paths); dividing by anything
-//! that reads as zero fails (datalogic fails for `1 / 0` but answers f64::MAX for `1 / null`).
+//! that reads as zero fails (datalogic fails for `1 / 0` but answers f64::MAX for `1 / null`);
+//! a `missing_some` count that is a fraction needs one key wherever it comes from (datalogic
+//! does so for a computed count, but rounds a written or constant one down).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -166,7 +168,7 @@ impl Evaluator<'_> {
             }
             "missing_some" => {
                 let need = match self.eval_nth(args, 0, data)? {
-                    Value::Number(n) => n.as_f64().unwrap_or(1.0).floor(),
+                    Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0).unwrap_or(1.0),
                     _ => 1.0,
                 };
                 let keys = match self.eval_nth(args, 1, data)? {
@@ -742,6 +744,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_fractional_missing_some_count_needs_one_key_written_or_computed() {
+        let data = json!({"a": 1, "half": 0.5});
+        for count in [json!(0.5), json!({"var": "half"}), json!(2.5)] {
+            let rule = json!({"missing_some": [count, ["a", "zz"]]});
+            assert_eq!(evaluate(&rule, &data, no_custom), Ok(json!([])), "{rule}");
+            let rule = json!({"missing_some": [count, ["yy", "zz"]]});
+            assert_eq!(
+                evaluate(&rule, &data, no_custom),
+                Ok(json!(["yy", "zz"])),
+                "{rule}"
+            );
+        }
+        let whole = json!({"missing_some": [2.0, ["a", "zz"]]});
+        assert_eq!(evaluate(&whole, &data, no_custom), Ok(json!(["zz"])));
     }
 
     #[test]
