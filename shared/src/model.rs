@@ -695,32 +695,24 @@ fn prune_to_outputs(
     Ok(())
 }
 
-/// tract 0.22's importer unwraps tensor and attribute type codes: a type it does not know, a
-/// string tensor in raw bytes, or a graph input without a tensor type would panic, not fail.
+/// tract 0.22's importer unwraps tensor and attribute type codes, and copies a tensor's raw
+/// bytes into a buffer sized from its dimensions: a type it does not know, a string tensor in
+/// raw bytes, raw bytes that do not fill the dimensions, or a graph input without a tensor type
+/// would panic, not fail.
 fn check_types(graph: &tract_onnx::pb::GraphProto) -> Result<(), ModelError> {
     use tract_onnx::pb::attribute_proto::AttributeType;
     use tract_onnx::pb::tensor_proto::DataType;
     use tract_onnx::pb::type_proto::Value;
 
-    let numeric = |code: i32| {
+    let element_size = |code: i32| {
         use DataType::*;
-        matches!(
-            DataType::from_i32(code),
-            Some(
-                Float
-                    | Double
-                    | Float16
-                    | Int8
-                    | Int16
-                    | Int32
-                    | Int64
-                    | Uint8
-                    | Uint16
-                    | Uint32
-                    | Uint64
-                    | Bool
-            )
-        )
+        match DataType::from_i32(code)? {
+            Int8 | Uint8 | Bool => Some(1),
+            Int16 | Uint16 | Float16 => Some(2),
+            Float | Int32 | Uint32 => Some(4),
+            Double | Int64 | Uint64 => Some(8),
+            _ => None,
+        }
     };
     let refuse = |what: String| Err(ModelError::Unparseable(what));
     let node_tensors = graph.node.iter().flat_map(|n| {
@@ -729,10 +721,27 @@ fn check_types(graph: &tract_onnx::pb::GraphProto) -> Result<(), ModelError> {
             .flat_map(|a| a.t.iter().chain(a.tensors.iter()))
     });
     for tensor in graph.initializer.iter().chain(node_tensors) {
-        if !numeric(tensor.data_type) {
+        let Some(size) = element_size(tensor.data_type) else {
             return refuse(format!(
                 "tensor {:?} has data type {}; the edge runs numeric tensors only",
                 tensor.name, tensor.data_type
+            ));
+        };
+        let bytes = tensor.dims.iter().try_fold(size, |bytes: usize, &dim| {
+            usize::try_from(dim)
+                .ok()
+                .and_then(|dim| bytes.checked_mul(dim))
+        });
+        let fits = match bytes {
+            Some(bytes) => tensor.raw_data.is_empty() || tensor.raw_data.len() == bytes,
+            None => false,
+        };
+        if !fits {
+            return refuse(format!(
+                "tensor {:?} has dimensions {:?} that its {} bytes of data do not fill",
+                tensor.name,
+                tensor.dims,
+                tensor.raw_data.len()
             ));
         }
     }

@@ -105,7 +105,12 @@ pub(crate) fn edge_onnx() -> Onnx {
 }
 
 fn cast(_: &ParsingContext, node: &NodeProto) -> Parsed {
-    let mut to = node.get_attr::<DatumType>("to")?;
+    // Read as a code first: tract's DatumType attribute reader panics on a code it does not know.
+    let code: i32 = node.get_attr("to")?;
+    let Some(data_type) = tract_onnx::pb::tensor_proto::DataType::from_i32(code) else {
+        bail!("Cast to unknown data type {code}");
+    };
+    let mut to: DatumType = data_type.try_into()?;
     // tract computes shapes and integer indices as TDim.
     if to == i64::datum_type() {
         to = TDim::datum_type();

@@ -124,6 +124,37 @@ fn truncated_or_garbled_bytes_are_unparseable() {
 }
 
 #[test]
+fn a_cast_to_an_unknown_data_type_is_unparseable() {
+    // The demo's first node casts its input `to` FLOAT (type code 1); 17 is no ONNX type.
+    let attribute = b"\x02to\x18\x01";
+    let at = ONNX
+        .windows(attribute.len())
+        .position(|w| w == attribute)
+        .expect("the demo model casts its input to FLOAT");
+    let mut bytes = ONNX.to_vec();
+    bytes[at + attribute.len() - 1] = 17;
+    let err = load_with_matching_hash(&bytes).unwrap_err();
+    assert!(matches!(err, ModelError::Unparseable(_)), "{err}");
+    assert!(err.to_string().contains("unknown data type 17"), "{err}");
+}
+
+#[test]
+fn raw_tensor_bytes_that_do_not_fill_the_dimensions_are_unparseable() {
+    // The demo's 1×1 output bias, stored as one float (`float_data`, field 4), becomes two
+    // rows of raw bytes (`raw_data`, field 9) that still hold four bytes.
+    let bias = b"\x08\x01\x08\x01\x10\x01\x22\x04";
+    let at = ONNX
+        .windows(bias.len())
+        .position(|w| w == bias)
+        .expect("the demo model has a 1x1 float bias");
+    let mut bytes = ONNX.to_vec();
+    bytes[at..at + bias.len()].copy_from_slice(b"\x08\x02\x08\x01\x10\x01\x4a\x04");
+    let err = load_with_matching_hash(&bytes).unwrap_err();
+    assert!(matches!(err, ModelError::Unparseable(_)), "{err}");
+    assert!(err.to_string().contains("do not fill"), "{err}");
+}
+
+#[test]
 fn a_changed_weight_fails_the_golden_check() {
     // Scaling the whole model is not possible from outside, but any byte change that still
     // parses must either break the golden example or leave the output within tolerance.
