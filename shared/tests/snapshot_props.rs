@@ -1,0 +1,310 @@
+//! A broken snapshot is refused with a reason or served, never a panic: mutated copies of every
+//! decide vector's snapshot, and of the example snapshot, either fail `Snapshot::parse` or
+//! decide the vector's request (the same way twice) and rewrite a real page.
+
+mod common;
+
+use std::sync::LazyLock;
+
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use stellwerk_core::{
+    DecideInput, Keys, PageDecision, PageRewriter, PosteriorSnapshot, RequestFacts, Snapshot,
+    decide,
+};
+
+const EXAMPLE: &str = include_str!("../../examples/snapshot.json");
+const PAGE: &[u8] = include_bytes!("../../tests/pages/landing.html");
+const NOW: u64 = 1_767_225_600;
+
+struct Seed {
+    snapshot: Value,
+    posteriors: PosteriorSnapshot,
+    facts: RequestFacts,
+}
+
+/// Every decide vector's snapshot, posteriors and request, and the example snapshot with the
+/// first vector's request.
+static SEEDS: LazyLock<Vec<Seed>> = LazyLock::new(|| {
+    let mut seeds: Vec<Seed> = common::vectors("decide")
+        .into_iter()
+        .map(|(path, v)| Seed {
+            snapshot: v["snapshot"].clone(),
+            posteriors: v
+                .get("posteriors")
+                .map_or_else(PosteriorSnapshot::default, |p| {
+                    PosteriorSnapshot::parse(p.to_string().as_bytes())
+                        .unwrap_or_else(|e| panic!("{path}: {e}"))
+                }),
+            facts: serde_json::from_value(v["request"].clone())
+                .unwrap_or_else(|e| panic!("{path}: {e}")),
+        })
+        .collect();
+    let mut facts = seeds[0].facts.clone();
+    facts.url = "https://shop.example/".into();
+    seeds.push(Seed {
+        snapshot: serde_json::from_str(EXAMPLE).expect("the example snapshot is JSON"),
+        posteriors: PosteriorSnapshot::default(),
+        facts,
+    });
+    seeds
+});
+
+/// One change to a snapshot document, at a node picked among all of its nodes.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// Another value of the same kind: a string for a string, a number for a number, the
+    /// other boolean (most of a snapshot's meaning lives in its scalars).
+    Tweak(prop::sample::Index, prop::sample::Index),
+    Replace(prop::sample::Index, Value),
+    /// Puts a copy of another node of the document in its place.
+    Copy(prop::sample::Index, prop::sample::Index),
+    Remove(prop::sample::Index),
+}
+
+const NUMBERS: &[f64] = &[
+    -3.0,
+    -1.0,
+    0.0,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    100.0,
+    1e300,
+    -1e300,
+    9.223_372_036_854_776e18,
+];
+
+const STRINGS: &[&str] = &[
+    "",
+    "h1",
+    "*",
+    "body > p",
+    "h1[",
+    "::before",
+    ":nth-child(-1)",
+    "<script>x</script>",
+    "</body>",
+    "\u{0}",
+    "é\u{202e}",
+    "/",
+    "/*",
+    "running",
+    "paused",
+    "stopped",
+    "thompson",
+    "linear_thompson",
+    "epsilon_greedy",
+    "fixed",
+    "remove",
+    "hide",
+    "set_attr",
+    "set_html",
+    "set_text",
+    "add_class",
+    "append",
+    "prepend",
+    "before",
+    "after",
+    "one_hot",
+    "numeric",
+    "device",
+    "country",
+    "banner",
+    "on",
+    "off",
+    "control",
+    "ctr-mlp",
+    "block",
+    "log",
+];
+
+/// Whole numbers as JSON integers, as a person would write them.
+fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        Value::from(n as i64)
+    } else {
+        json!(n)
+    }
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        prop::sample::select(NUMBERS).prop_map(number),
+        prop::sample::select(STRINGS).prop_map(Value::from),
+        Just(Value::from("x".repeat(5000))),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(2, 12, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "selector",
+                        "action",
+                        "value",
+                        "attribute",
+                        "key",
+                        "weight",
+                        "type",
+                        "arms",
+                        "policy",
+                        "traffic",
+                        "features",
+                        "kind",
+                        "source",
+                    ]),
+                    inner,
+                ),
+                0..4,
+            )
+            .prop_map(|pairs| Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<Map<_, _>>()
+            )),
+        ]
+    })
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        6 => (any::<prop::sample::Index>(), any::<prop::sample::Index>())
+            .prop_map(|(at, pick)| Edit::Tweak(at, pick)),
+        1 => (any::<prop::sample::Index>(), value()).prop_map(|(at, v)| Edit::Replace(at, v)),
+        1 => (any::<prop::sample::Index>(), any::<prop::sample::Index>())
+            .prop_map(|(at, from)| Edit::Copy(at, from)),
+        1 => any::<prop::sample::Index>().prop_map(Edit::Remove),
+    ]
+}
+
+/// JSON pointers to every node of `value`, the root first.
+fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match value {
+        Value::Object(o) => {
+            for (key, child) in o {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                pointers(child, format!("{at}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                pointers(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn apply(doc: &mut Value, edit: &Edit) {
+    let mut all = Vec::new();
+    pointers(doc, String::new(), &mut all);
+    match edit {
+        Edit::Tweak(at, pick) => {
+            let node = doc.pointer_mut(&all[at.index(all.len())]).unwrap();
+            *node = match node {
+                Value::String(_) => Value::from(STRINGS[pick.index(STRINGS.len())]),
+                Value::Number(_) => number(NUMBERS[pick.index(NUMBERS.len())]),
+                Value::Bool(b) => Value::Bool(!*b),
+                _ => return,
+            };
+        }
+        Edit::Replace(at, value) => {
+            *doc.pointer_mut(&all[at.index(all.len())]).unwrap() = value.clone()
+        }
+        Edit::Copy(at, from) => {
+            let copy = doc.pointer(&all[from.index(all.len())]).unwrap().clone();
+            *doc.pointer_mut(&all[at.index(all.len())]).unwrap() = copy;
+        }
+        Edit::Remove(at) => {
+            let target = &all[at.index(all.len())];
+            let Some((parent, last)) = target.rsplit_once('/') else {
+                return; // the root stays
+            };
+            match doc.pointer_mut(parent).unwrap() {
+                Value::Object(o) => {
+                    o.remove(&last.replace("~1", "/").replace("~0", "~"));
+                }
+                Value::Array(items) => {
+                    items.remove(last.parse::<usize>().unwrap());
+                }
+                _ => unreachable!("a pointer's parent holds children"),
+            }
+        }
+    }
+}
+
+fn decide_once(snapshot: &Snapshot, seed: &Seed) -> PageDecision {
+    decide(&DecideInput {
+        snapshot,
+        posteriors: &seed.posteriors,
+        facts: &seed.facts,
+        keys: Keys {
+            token: b"property-token-key",
+            unit: b"property-unit-key",
+        },
+        random: [7; 16],
+        now: NOW,
+        models: &[],
+    })
+}
+
+/// The rewritten page, or `None` when the rewriter refused the decision's mutations (the
+/// platforms then serve the origin's page untouched).
+fn rewrite(decision: &PageDecision) -> Option<Vec<u8>> {
+    let injection = decision.page_injection("/_stellwerk/beacon.js", None);
+    let mut page = Vec::new();
+    let mut rewriter = PageRewriter::new(
+        &decision.mutations,
+        injection.as_ref(),
+        Some("text/html; charset=utf-8"),
+        |chunk: &[u8]| page.extend_from_slice(chunk),
+    )
+    .ok()?;
+    for chunk in PAGE.chunks(4096) {
+        rewriter.write(chunk).ok()?;
+    }
+    rewriter.end().ok()?;
+    Some(page)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn a_mutated_snapshot_is_refused_or_served(
+        which in any::<prop::sample::Index>(),
+        edits in prop::collection::vec(edit(), 1..4),
+    ) {
+        let seed = &SEEDS[which.index(SEEDS.len())];
+        let mut doc = seed.snapshot.clone();
+        for edit in &edits {
+            apply(&mut doc, edit);
+        }
+        let snapshot = match Snapshot::parse(&serde_json::to_vec(&doc).unwrap()) {
+            Ok(snapshot) => snapshot,
+            Err(refused) => {
+                prop_assert!(!refused.to_string().is_empty());
+                return Ok(());
+            }
+        };
+        let decision = decide_once(&snapshot, seed);
+        let again = decide_once(&snapshot, seed);
+        prop_assert_eq!(
+            serde_json::to_value(&decision).unwrap(),
+            serde_json::to_value(&again).unwrap()
+        );
+        if let Some(page) = rewrite(&decision) {
+            // No mutation reaches before the document's first element.
+            prop_assert!(page.starts_with(b"<!DOCTYPE html>"));
+        }
+    }
+}
