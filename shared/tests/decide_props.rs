@@ -1,6 +1,9 @@
-//! A broken snapshot is refused with a reason or served, never a panic: mutated copies of every
-//! decide vector's snapshot, and of the example snapshot, either fail `Snapshot::parse` or
-//! decide the vector's request (the same way twice) and rewrite a real page.
+//! What reaches `decide` from outside never makes it panic, and it decides the same way twice:
+//! - a broken snapshot is refused with a reason or served: mutated copies of every decide
+//!   vector's snapshot, and of the example snapshot, either fail `Snapshot::parse` or decide the
+//!   vector's request and rewrite a real page;
+//! - any visitor request (method, URL, headers, cookies, the platform's facts) is decided
+//!   under every vector's snapshot, and the page is rewritten.
 
 mod common;
 
@@ -9,8 +12,8 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use stellwerk_core::{
-    DecideInput, Keys, PageDecision, PageRewriter, PosteriorSnapshot, RequestFacts, Snapshot,
-    decide,
+    DecideInput, Keys, PageDecision, PageRewriter, PlatformFacts, PosteriorSnapshot, RequestFacts,
+    Snapshot, decide,
 };
 
 const EXAMPLE: &str = include_str!("../../examples/snapshot.json");
@@ -242,19 +245,46 @@ fn apply(doc: &mut Value, edit: &Edit) {
     }
 }
 
-fn decide_once(snapshot: &Snapshot, seed: &Seed) -> PageDecision {
+fn decide_once(
+    snapshot: &Snapshot,
+    posteriors: &PosteriorSnapshot,
+    facts: &RequestFacts,
+    random: [u8; 16],
+    now: u64,
+) -> PageDecision {
     decide(&DecideInput {
         snapshot,
-        posteriors: &seed.posteriors,
-        facts: &seed.facts,
+        posteriors,
+        facts,
         keys: Keys {
             token: b"property-token-key",
             unit: b"property-unit-key",
         },
-        random: [7; 16],
-        now: NOW,
+        random,
+        now,
         models: &[],
     })
+}
+
+/// Decides twice, checks both agree and that the page still rewrites from its doctype.
+fn decide_and_serve(
+    snapshot: &Snapshot,
+    posteriors: &PosteriorSnapshot,
+    facts: &RequestFacts,
+    random: [u8; 16],
+    now: u64,
+) -> Result<(), TestCaseError> {
+    let decision = decide_once(snapshot, posteriors, facts, random, now);
+    let again = decide_once(snapshot, posteriors, facts, random, now);
+    prop_assert_eq!(
+        serde_json::to_value(&decision).unwrap(),
+        serde_json::to_value(&again).unwrap()
+    );
+    if let Some(page) = rewrite(&decision) {
+        // No mutation reaches before the document's first element.
+        prop_assert!(page.starts_with(b"<!DOCTYPE html>"));
+    }
+    Ok(())
 }
 
 /// The rewritten page, or `None` when the rewriter refused the decision's mutations (the
@@ -274,6 +304,107 @@ fn rewrite(decision: &PageDecision) -> Option<Vec<u8>> {
     }
     rewriter.end().ok()?;
     Some(page)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,40}",
+        prop::sample::select(STRINGS).prop_map(str::to_owned),
+        Just("x".repeat(9000)),
+    ]
+}
+
+fn header_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => text(),
+        1 => prop::sample::select(vec![
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
+            "curl/8.5.0",
+            "Googlebot/2.1",
+            "de-DE,de;q=0.9,en;q=0.8",
+            "*;q=",
+            "1",
+            "https://www.google.com/search?q=x",
+            "203.0.113.7, 10.0.0.1",
+        ])
+        .prop_map(str::to_owned),
+        2 => (
+            prop::sample::select(vec!["stellwerk_id", "stellwerk_consent", "other"]),
+            prop_oneof![
+                "[0-9a-f]{32}",
+                "[0-9a-zA-Z=;, ]{0,40}",
+                prop::sample::select(vec!["granted", "denied", ""]).prop_map(str::to_owned),
+            ],
+        )
+            .prop_map(|(name, value)| format!("{name}={value}")),
+    ]
+}
+
+/// A request as a visitor (or a bot) can shape it; the platform's facts arbitrary too.
+fn visitor() -> impl Strategy<Value = RequestFacts> {
+    let header = (
+        prop::sample::select(vec![
+            "user-agent",
+            "cookie",
+            "accept",
+            "accept-language",
+            "sec-gpc",
+            "dnt",
+            "referer",
+            "x-forwarded-for",
+            "sec-ch-ua-mobile",
+            "User-Agent",
+            "Cookie",
+        ]),
+        header_value(),
+    )
+        .prop_map(|(name, value)| (name.to_owned(), value));
+    let url = prop_oneof![
+        prop::sample::select(vec![
+            "https://shop.example/",
+            "https://shop.example/checkout?plan=1&x=%ZZ",
+            "https://shop.example/products/../../etc",
+            "https://[::1]:99999/",
+            "https://shop.example/%E9/é",
+            "/relative",
+            "",
+        ])
+        .prop_map(str::to_owned),
+        text(),
+    ];
+    let platform = (
+        prop::option::of(prop_oneof![
+            prop::sample::select(vec!["DE", "US", "XX", "T1"]).prop_map(str::to_owned),
+            text(),
+        ]),
+        any::<Option<u32>>(),
+        prop::option::of(text()),
+        any::<Option<u8>>(),
+        prop::option::of(text()),
+    )
+        .prop_map(
+            |(country, asn, tls_version, bot_score, reverse_dns)| PlatformFacts {
+                country,
+                asn,
+                tls_version,
+                bot_score,
+                reverse_dns,
+                client_rate: None,
+            },
+        );
+    (
+        prop::sample::select(vec!["GET", "HEAD", "POST", "get", "", "BREW"]),
+        url,
+        prop::collection::vec(header, 0..8),
+        platform,
+    )
+        .prop_map(|(method, url, headers, platform)| RequestFacts {
+            method: method.to_owned(),
+            url,
+            headers,
+            platform,
+        })
 }
 
 proptest! {
@@ -296,15 +427,19 @@ proptest! {
                 return Ok(());
             }
         };
-        let decision = decide_once(&snapshot, seed);
-        let again = decide_once(&snapshot, seed);
-        prop_assert_eq!(
-            serde_json::to_value(&decision).unwrap(),
-            serde_json::to_value(&again).unwrap()
-        );
-        if let Some(page) = rewrite(&decision) {
-            // No mutation reaches before the document's first element.
-            prop_assert!(page.starts_with(b"<!DOCTYPE html>"));
-        }
+        decide_and_serve(&snapshot, &seed.posteriors, &seed.facts, [7; 16], NOW)?;
+    }
+
+    #[test]
+    fn any_visitor_request_is_decided(
+        which in any::<prop::sample::Index>(),
+        facts in visitor(),
+        random in any::<[u8; 16]>(),
+        // 2017 to 2096: the platform's clock, not the visitor's.
+        now in 1_500_000_000u64..4_000_000_000,
+    ) {
+        let seed = &SEEDS[which.index(SEEDS.len())];
+        let snapshot = Snapshot::from_value(seed.snapshot.clone()).expect("seed snapshots are valid");
+        decide_and_serve(&snapshot, &seed.posteriors, &facts, random, now)?;
     }
 }
