@@ -1405,6 +1405,23 @@ mod tests {
         }
 
         #[test]
+        fn stopping_after_the_injection_changes_no_byte(
+            (head, body) in (page(), page()),
+            // Text between the two, so the snippet's place may lie beyond the first slices.
+            filler in 0usize..12_000,
+            cuts in prop::collection::vec(0usize..3000, 0..16),
+            charset in prop::sample::select(CHARSETS.to_vec()),
+        ) {
+            let input = [head, b"t".repeat(filler), body].concat();
+            // A selector that matches nothing keeps lol_html parsing to the end of the page.
+            let injection = injection(Some("n"));
+            let never = [mutation("#never-on-the-page", SetText, "x")];
+            let parsed = chunked(&never, Some(&injection), charset, &input, &[]);
+            let early = chunked(&[], Some(&injection), charset, &input, &cuts);
+            prop_assert_eq!(early.map(|(out, _)| out), parsed.map(|(out, _)| out));
+        }
+
+        #[test]
         fn never_panics_on_arbitrary_bytes(
             input in prop::collection::vec(any::<u8>(), 0..2048),
             cuts in prop::collection::vec(0usize..512, 0..8),
