@@ -123,16 +123,21 @@ fn truncated_or_garbled_bytes_are_unparseable() {
     }
 }
 
+/// The demo model with the one place that holds `original` replaced by as many other bytes.
+fn demo_with(original: &[u8], replacement: &[u8]) -> Vec<u8> {
+    let at = ONNX
+        .windows(original.len())
+        .position(|w| w == original)
+        .expect("the demo model holds the original bytes");
+    let mut bytes = ONNX.to_vec();
+    bytes[at..at + original.len()].copy_from_slice(replacement);
+    bytes
+}
+
 #[test]
 fn a_cast_to_an_unknown_data_type_is_unparseable() {
     // The demo's first node casts its input `to` FLOAT (type code 1); 17 is no ONNX type.
-    let attribute = b"\x02to\x18\x01";
-    let at = ONNX
-        .windows(attribute.len())
-        .position(|w| w == attribute)
-        .expect("the demo model casts its input to FLOAT");
-    let mut bytes = ONNX.to_vec();
-    bytes[at + attribute.len() - 1] = 17;
+    let bytes = demo_with(b"\x02to\x18\x01", b"\x02to\x18\x11");
     let err = load_with_matching_hash(&bytes).unwrap_err();
     assert!(matches!(err, ModelError::Unparseable(_)), "{err}");
     assert!(err.to_string().contains("unknown data type 17"), "{err}");
@@ -142,13 +147,10 @@ fn a_cast_to_an_unknown_data_type_is_unparseable() {
 fn raw_tensor_bytes_that_do_not_fill_the_dimensions_are_unparseable() {
     // The demo's 1×1 output bias, stored as one float (`float_data`, field 4), becomes two
     // rows of raw bytes (`raw_data`, field 9) that still hold four bytes.
-    let bias = b"\x08\x01\x08\x01\x10\x01\x22\x04";
-    let at = ONNX
-        .windows(bias.len())
-        .position(|w| w == bias)
-        .expect("the demo model has a 1x1 float bias");
-    let mut bytes = ONNX.to_vec();
-    bytes[at..at + bias.len()].copy_from_slice(b"\x08\x02\x08\x01\x10\x01\x4a\x04");
+    let bytes = demo_with(
+        b"\x08\x01\x08\x01\x10\x01\x22\x04",
+        b"\x08\x02\x08\x01\x10\x01\x4a\x04",
+    );
     let err = load_with_matching_hash(&bytes).unwrap_err();
     assert!(matches!(err, ModelError::Unparseable(_)), "{err}");
     assert!(err.to_string().contains("do not fill"), "{err}");
