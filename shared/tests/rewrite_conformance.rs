@@ -141,18 +141,10 @@ fn rewrite_conformance_vectors() {
 }
 
 /// The peer benchmark's five mutations (its `mutations.json`), in Stellwerk's words, aimed at
-/// the landing page.
+/// the landing page; the rewrite benchmarks measure the same list.
 fn landing_mutations() -> Vec<Mutation> {
-    serde_json::from_str(
-        r##"[
-            {"selector": "#hero h1", "action": "set_text", "value": "Built to be repaired, not replaced"},
-            {"selector": "#cta", "action": "set_text", "value": "Find your gear"},
-            {"selector": "#hero", "action": "add_class", "value": "hero--highlight"},
-            {"selector": "#cta", "action": "set_attr", "attribute": "href", "value": "/shop?src=hero-b"},
-            {"selector": "#promo-banner", "action": "hide"}
-        ]"##,
-    )
-    .expect("mutations")
+    serde_json::from_str(include_str!("../../tests/pages/landing-mutations.json"))
+        .expect("mutations")
 }
 
 #[test]

@@ -5,17 +5,12 @@ use std::hint::black_box;
 
 use stellwerk_rewrite::{Mutation, PageInjection, PageRewriter};
 
-/// The peer benchmark's five mutations, on the hero of `tests/pages/landing.html`.
+/// The peer benchmark's five mutations, on the hero of `tests/pages/landing.html`
+/// (`tests/pages/landing-mutations.json`, which the rewrite conformance test applies too).
 pub fn peer_mutations() -> Vec<Mutation> {
-    serde_json::from_str(
-        r##"[
-            {"selector": "#hero h1", "action": "set_text", "value": "Built to be repaired, not replaced"},
-            {"selector": "#cta", "action": "set_text", "value": "Find your gear"},
-            {"selector": "#hero", "action": "add_class", "value": "hero--highlight"},
-            {"selector": "#cta", "action": "set_attr", "attribute": "href", "value": "/shop?src=hero-b"},
-            {"selector": "#promo-banner", "action": "hide"}
-        ]"##,
-    )
+    serde_json::from_str(include_str!(
+        "../../../../tests/pages/landing-mutations.json"
+    ))
     .expect("mutations")
 }
 
