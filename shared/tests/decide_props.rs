@@ -21,7 +21,10 @@ const PAGE: &[u8] = include_bytes!("../../tests/pages/landing.html");
 const NOW: u64 = 1_767_225_600;
 
 struct Seed {
+    /// The document the snapshot property mutates.
     snapshot: Value,
+    /// The same snapshot parsed, which the visitor property decides under.
+    parsed: Snapshot,
     posteriors: PosteriorSnapshot,
     facts: RequestFacts,
 }
@@ -33,6 +36,8 @@ static SEEDS: LazyLock<Vec<Seed>> = LazyLock::new(|| {
         .into_iter()
         .map(|(path, v)| Seed {
             snapshot: v["snapshot"].clone(),
+            parsed: Snapshot::from_value(v["snapshot"].clone())
+                .unwrap_or_else(|e| panic!("{path}: {e}")),
             posteriors: v
                 .get("posteriors")
                 .map_or_else(PosteriorSnapshot::default, |p| {
@@ -45,8 +50,10 @@ static SEEDS: LazyLock<Vec<Seed>> = LazyLock::new(|| {
         .collect();
     let mut facts = seeds[0].facts.clone();
     facts.url = "https://shop.example/".into();
+    let example: Value = serde_json::from_str(EXAMPLE).expect("the example snapshot is JSON");
     seeds.push(Seed {
-        snapshot: serde_json::from_str(EXAMPLE).expect("the example snapshot is JSON"),
+        parsed: Snapshot::from_value(example.clone()).expect("the example snapshot is valid"),
+        snapshot: example,
         posteriors: PosteriorSnapshot::default(),
         facts,
     });
@@ -439,7 +446,6 @@ proptest! {
         now in 1_500_000_000u64..4_000_000_000,
     ) {
         let seed = &SEEDS[which.index(SEEDS.len())];
-        let snapshot = Snapshot::from_value(seed.snapshot.clone()).expect("seed snapshots are valid");
-        decide_and_serve(&snapshot, &seed.posteriors, &facts, random, now)?;
+        decide_and_serve(&seed.parsed, &seed.posteriors, &facts, random, now)?;
     }
 }
