@@ -732,10 +732,7 @@ fn check_types(graph: &tract_onnx::pb::GraphProto) -> Result<(), ModelError> {
                 .ok()
                 .and_then(|dim| bytes.checked_mul(dim))
         });
-        let fits = match bytes {
-            Some(bytes) => tensor.raw_data.is_empty() || tensor.raw_data.len() == bytes,
-            None => false,
-        };
+        let fits = bytes.is_some_and(|b| tensor.raw_data.is_empty() || tensor.raw_data.len() == b);
         if !fits {
             return refuse(format!(
                 "tensor {:?} has dimensions {:?} that its {} bytes of data do not fill",
